@@ -1,0 +1,48 @@
+"""Feast objects for one data set, derived from its dataset spec.
+
+Entities: user and item (join keys from the spec). Feature views: <dataset>_user_profile and
+<dataset>_item_profile over the lake's entity tables (FileSource on the directory, which needs an
+explicit ParquetFormat). Feature service: <dataset>_ranking, what the models read.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from feast import Entity, FeatureService, FeatureView, Field, FileSource
+from feast.data_format import ParquetFormat
+from feast.types import Float64, String
+from feast.value_type import ValueType
+
+from mtrec.layout import Layout
+from mtrec.spec import FEATURE_TIMESTAMP, DatasetSpec
+
+# Profiles are snapshots that stay valid until replaced: a long TTL, not zero (zero = no limit
+# in Feast, which would also hide a stale table).
+PROFILE_TTL = timedelta(days=3650)
+
+
+def feature_service_name(spec: DatasetSpec) -> str:
+    return f"{spec.name}_ranking"
+
+
+def build_objects(spec: DatasetSpec, layout: Layout) -> list:
+    """Entities, feature views and the feature service to `apply` for this data set."""
+    user = Entity(name="user", join_keys=[spec.user_key], value_type=ValueType.INT64)
+    item = Entity(name="item", join_keys=[spec.item_key], value_type=ValueType.INT64)
+    views = [
+        _profile_view(f"{spec.name}_user_profile", user, layout, "users", spec.user.categorical, spec.user.numeric),
+        _profile_view(f"{spec.name}_item_profile", item, layout, "items", spec.item.categorical, spec.item.numeric),
+    ]
+    service = FeatureService(name=feature_service_name(spec), features=views)
+    return [user, item, *views, service]
+
+
+def _profile_view(name, entity, layout, table, categorical, numeric) -> FeatureView:
+    source = FileSource(
+        name=f"{name}_source",
+        path=str(layout.entity_table(table)),
+        file_format=ParquetFormat(),
+        timestamp_field=FEATURE_TIMESTAMP,
+    )
+    schema = [Field(name=c, dtype=String) for c in categorical] + [Field(name=c, dtype=Float64) for c in numeric]
+    return FeatureView(name=name, entities=[entity], ttl=PROFILE_TTL, schema=schema, source=source, online=True)

@@ -1,0 +1,177 @@
+"""params.yaml (grouped by component) -> frozen dataclasses.
+
+Config flows one way: params.yaml, then the run conf from the Airflow trigger form (or CLI flags)
+as overrides, then builders. Nothing else reads params.yaml.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PARAMS = REPO_ROOT / "params.yaml"
+
+
+class ConfigError(ValueError):
+    """params.yaml or a run conf holds a value the pipeline cannot use."""
+
+
+@dataclass(frozen=True)
+class WindowParams:
+    train_days: int
+    valid_days: int = 1
+    test_days: int = 1
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    seed: int = 7
+    device: str = "auto"
+    batch_size: int = 1024
+    learning_rate: float = 2e-3
+    weight_decay: float = 0.0
+    max_epochs: int = 15
+    patience: int = 2
+    grad_clip_norm: float = 5.0
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    embedding_dim: int = 16
+    tower_hidden: tuple[int, ...] = (32,)
+    backbone: dict = field(default_factory=lambda: {"name": "mmoe"})
+    transfer: dict = field(default_factory=lambda: {"name": "none"})
+
+
+@dataclass(frozen=True)
+class GateParams:
+    auc_floor: dict = field(default_factory=dict)
+    max_auc_drop: float | None = None
+
+
+@dataclass(frozen=True)
+class ExportParams:
+    opset: int = 18
+    parity_atol: float = 1e-5
+    parity_batch_sizes: tuple[int, ...] = (1, 7, 1024)
+
+
+@dataclass(frozen=True)
+class ValidateParams:
+    min_rows_per_day: int = 1
+
+
+@dataclass(frozen=True)
+class Params:
+    dataset: str
+    date: str
+    model_name: str
+    data_root: Path
+    artifacts_root: Path
+    window: WindowParams
+    validate: ValidateParams
+    train: TrainParams
+    model: ModelParams
+    gate: GateParams
+    export: ExportParams
+
+
+def home() -> Path:
+    """Root that relative paths in params.yaml resolve from (MTREC_HOME, else the checkout)."""
+    return Path(os.environ.get("MTREC_HOME", REPO_ROOT)).resolve()
+
+
+def load_params(path: Path | None = None, overrides: dict[str, Any] | None = None) -> Params:
+    """Load params.yaml and apply run-conf overrides given as dotted keys or top-level shortcuts.
+
+    Shortcuts accepted from the trigger form / CLI: dataset, date, model_name, backbone (a name),
+    transfer (a name), train_days. Dotted keys ("train.max_epochs") reach any field.
+    """
+    path = path or DEFAULT_PARAMS
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    raw = _apply_overrides(raw, overrides or {})
+    try:
+        run, paths = raw["run"], raw.get("paths", {})
+        model_raw = dict(raw.get("model", {}))
+        model_raw["tower_hidden"] = tuple(model_raw.get("tower_hidden", (32,)))
+        export_raw = dict(raw.get("export", {}))
+        if "parity_batch_sizes" in export_raw:
+            export_raw["parity_batch_sizes"] = tuple(export_raw["parity_batch_sizes"])
+        params = Params(
+            dataset=str(run["dataset"]),
+            date=str(run["date"]),
+            model_name=str(run.get("model_name") or model_raw.get("backbone", {}).get("name", "model")),
+            data_root=_resolve(paths.get("data", "data")),
+            artifacts_root=_resolve(paths.get("artifacts", "artifacts")),
+            window=WindowParams(**raw.get("window", {})),
+            validate=ValidateParams(**raw.get("validate", {})),
+            train=TrainParams(**raw.get("train", {})),
+            model=ModelParams(**model_raw),
+            gate=GateParams(**raw.get("gate", {})),
+            export=ExportParams(**export_raw),
+        )
+    except (KeyError, TypeError) as exc:
+        raise ConfigError(f"{path}: missing or unknown parameter: {exc}") from exc
+    _check(params, path)
+    return params
+
+
+def _resolve(p: str) -> Path:
+    p = Path(p)
+    return (p if p.is_absolute() else home() / p).resolve()
+
+
+_SHORTCUTS = {
+    "dataset": "run.dataset",
+    "date": "run.date",
+    "model_name": "run.model_name",
+    "train_days": "window.train_days",
+}
+
+
+def _apply_overrides(raw: dict, overrides: dict[str, Any]) -> dict:
+    raw = copy.deepcopy(raw)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key == "backbone":
+            value = value if isinstance(value, dict) else {"name": value}
+            current = raw.setdefault("model", {}).get("backbone", {})
+            # A new backbone name drops the old backbone's hyper-parameters.
+            raw["model"]["backbone"] = value if value.get("name") != current.get("name") else {**current, **value}
+            if "model_name" not in overrides:
+                raw.setdefault("run", {})["model_name"] = raw["model"]["backbone"]["name"]
+            continue
+        if key == "transfer":
+            value = value if isinstance(value, dict) else {"name": value}
+            raw.setdefault("model", {})["transfer"] = value
+            continue
+        dotted = _SHORTCUTS.get(key, key)
+        if "." not in dotted:
+            raise ConfigError(f"unknown run-conf key {key!r}")
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return raw
+
+
+def _check(p: Params, path: Path) -> None:
+    import datetime as dt
+
+    try:
+        dt.date.fromisoformat(p.date)
+    except ValueError as exc:
+        raise ConfigError(f"run date {p.date!r} is not YYYY-MM-DD") from exc
+    for name, value in (("dataset", p.dataset), ("model_name", p.model_name)):
+        if not value.replace("_", "").replace("-", "").isalnum():
+            raise ConfigError(f"{name} {value!r} must be a plain identifier (letters, digits, _ and -)")
+    w = p.window
+    if min(w.train_days, w.valid_days, w.test_days) < 1:
+        raise ConfigError(f"{path}: window sizes must be >= 1, got {w}")

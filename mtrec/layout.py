@@ -1,0 +1,119 @@
+"""Where every artifact lives. One place, so DAG tasks, DVC stages and the CLI agree.
+
+data/
+  sources/<dataset>/...                    raw downloads (never modified)
+  lake/<dataset>/events/dt=YYYY-MM-DD/part-0.parquet
+  lake/<dataset>/users/part-0.parquet      user features, stamped with feature_timestamp
+  lake/<dataset>/items/part-0.parquet
+  feast/<dataset>/                          Feast registry (SQLite file) and online store
+  quarantine/<dataset>/dt=YYYY-MM-DD/<n>/   days that failed validation, with report.json
+artifacts/
+  runs/<dataset>/<date>/<model_name>/       one run: dataset/, encoders, model, metrics, ONNX
+  registry/<dataset>/<model_name>/          champion.json pointer + history.jsonl
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Layout:
+    data_root: Path
+    artifacts_root: Path
+    dataset: str
+
+    @property
+    def source_dir(self) -> Path:
+        return self.data_root / "sources" / self.dataset
+
+    @property
+    def lake_dir(self) -> Path:
+        return self.data_root / "lake" / self.dataset
+
+    @property
+    def events_dir(self) -> Path:
+        return self.lake_dir / "events"
+
+    def day_dir(self, day: str) -> Path:
+        return self.events_dir / f"dt={day}"
+
+    def entity_table(self, entity: str) -> Path:
+        """Directory of one entity's feature table ('users' or 'items')."""
+        return self.lake_dir / entity
+
+    @property
+    def feast_dir(self) -> Path:
+        return self.data_root / "feast" / self.dataset
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.data_root / "quarantine" / self.dataset
+
+    def run_dir(self, date: str, model_name: str) -> Path:
+        return self.artifacts_root / "runs" / self.dataset / date / model_name
+
+    def registry_dir(self, model_name: str) -> Path:
+        return self.artifacts_root / "registry" / self.dataset / model_name
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """Files inside one run directory."""
+
+    root: Path
+
+    @property
+    def dataset_dir(self) -> Path:
+        return self.root / "dataset"
+
+    def split(self, name: str) -> Path:
+        return self.dataset_dir / f"{name}.parquet"
+
+    @property
+    def dataset_manifest(self) -> Path:
+        return self.dataset_dir / "manifest.json"
+
+    @property
+    def encoders(self) -> Path:
+        return self.root / "encoders.json"
+
+    @property
+    def model_config(self) -> Path:
+        return self.root / "model_config.json"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.root / "model.pt"
+
+    @property
+    def train_log(self) -> Path:
+        return self.root / "train_log.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
+    @property
+    def predictions(self) -> Path:
+        return self.root / "predictions.parquet"
+
+    @property
+    def blessing(self) -> Path:
+        return self.root / "blessing.json"
+
+    @property
+    def onnx(self) -> Path:
+        return self.root / "model.onnx"
+
+    @property
+    def export_report(self) -> Path:
+        return self.root / "export.json"
+
+    @property
+    def promotion(self) -> Path:
+        return self.root / "promotion.json"
+
+    @property
+    def validation_dir(self) -> Path:
+        return self.root / "validation"

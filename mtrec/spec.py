@@ -1,0 +1,124 @@
+"""Dataset spec: the contract between a team's logs and every pipeline step.
+
+One YAML file per data set (features/datasets/<name>.yaml) names the keys, the tasks and the
+features per entity. Everything downstream (lake schema, Feast views, GX suites, encoders, model
+heads) is derived from it, so a new data set needs a spec and day partitions, nothing else.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+SPEC_DIR = Path(__file__).resolve().parent.parent / "features" / "datasets"
+TIMESTAMP = "event_timestamp"
+ROW_ID = "row_id"
+FEATURE_TIMESTAMP = "feature_timestamp"
+
+
+class SpecError(ValueError):
+    """A dataset spec is missing, malformed, or names something that does not exist."""
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    type: Literal["binary", "regression"]
+    parent: str | None = None
+
+    @property
+    def is_binary(self) -> bool:
+        return self.type == "binary"
+
+
+@dataclass(frozen=True)
+class FeatureGroup:
+    categorical: tuple[str, ...] = ()
+    numeric: tuple[str, ...] = ()
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.categorical + self.numeric
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    source: str
+    user_key: str
+    item_key: str
+    request_key: str | None
+    tasks: tuple[Task, ...]
+    event: FeatureGroup
+    user: FeatureGroup
+    item: FeatureGroup
+    value_model: dict = field(default_factory=dict)
+
+    @property
+    def task_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.tasks)
+
+    @property
+    def binary_tasks(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.tasks if t.is_binary)
+
+    @property
+    def categorical(self) -> tuple[str, ...]:
+        """Model input order of categorical columns: event, then user, then item."""
+        return self.event.categorical + self.user.categorical + self.item.categorical
+
+    @property
+    def numeric(self) -> tuple[str, ...]:
+        return self.event.numeric + self.user.numeric + self.item.numeric
+
+    @property
+    def event_columns(self) -> tuple[str, ...]:
+        """Columns every event partition must carry, in lake order."""
+        keys = (self.user_key, self.item_key) + ((self.request_key,) if self.request_key else ())
+        extra = tuple(c for c in self.event.columns if c not in keys)
+        return (ROW_ID, TIMESTAMP) + keys + extra + self.task_names
+
+
+def load_spec(name: str, spec_dir: Path | None = None) -> DatasetSpec:
+    """Read features/datasets/<name>.yaml into a DatasetSpec, failing with the file named."""
+    spec_dir = spec_dir or SPEC_DIR
+    path = spec_dir / f"{name}.yaml"
+    if not name.replace("_", "").replace("-", "").isalnum():
+        raise SpecError(f"dataset name {name!r} is not a plain identifier")
+    if not path.is_file():
+        known = sorted(p.stem for p in spec_dir.glob("*.yaml"))
+        raise SpecError(f"unknown dataset {name!r}: no spec at {path} (known: {', '.join(known)})")
+    raw = yaml.safe_load(path.read_text())
+    try:
+        feats = raw["features"]
+        tasks = tuple(Task(t["name"], t["type"], t.get("parent")) for t in raw["tasks"])
+        spec = DatasetSpec(
+            name=raw["name"],
+            source=raw.get("source", raw["name"]),
+            user_key=raw["keys"]["user"],
+            item_key=raw["keys"]["item"],
+            request_key=raw["keys"].get("request"),
+            tasks=tasks,
+            event=_group(feats.get("event")),
+            user=_group(feats.get("user")),
+            item=_group(feats.get("item")),
+            value_model=raw.get("value_model") or {},
+        )
+    except (KeyError, TypeError) as exc:
+        raise SpecError(f"{path}: missing or malformed field {exc}") from exc
+    names = spec.task_names
+    for t in tasks:
+        if t.type not in ("binary", "regression"):
+            raise SpecError(f"{path}: task {t.name!r} has type {t.type!r}, expected binary|regression")
+        if t.parent is not None and t.parent not in names:
+            raise SpecError(f"{path}: task {t.name!r} names unknown parent {t.parent!r}")
+    if spec.name != name:
+        raise SpecError(f"{path}: name field {spec.name!r} differs from the file name {name!r}")
+    return spec
+
+
+def _group(raw: dict | None) -> FeatureGroup:
+    raw = raw or {}
+    return FeatureGroup(tuple(raw.get("categorical") or ()), tuple(raw.get("numeric") or ()))

@@ -1,0 +1,34 @@
+"""A finished run, in a few lines a person reads at the end of `make demo` or `mtrec run`."""
+from __future__ import annotations
+
+import json
+
+from mtrec.pipeline import RunContext
+
+
+def render(ctx: RunContext) -> str:
+    f = ctx.run_files
+    load = lambda p: json.loads(p.read_text()) if p.is_file() else None  # noqa: E731
+    metrics, blessing, export, promotion = load(f.metrics), load(f.blessing), load(f.export_report), load(f.promotion)
+    lines = [f"== mtrec run {ctx.params.dataset} {ctx.params.date} ({ctx.params.model_name})"]
+    if metrics:
+        lines.append(f"test rows: {metrics.get('n_test')}")
+        for task, m in metrics["tasks"].items():
+            vals = ", ".join(f"{k}={v:.4f}" for k, v in m.items() if isinstance(v, float))
+            lines.append(f"  {task:<10} {vals}")
+    else:
+        lines.append("no metrics.json: the run did not reach evaluation")
+    if blessing:
+        lines.append(f"gate: {'BLESSED' if blessing['blessed'] else 'NOT blessed'} - {blessing['reason']}")
+        for c in blessing.get("checks", []):
+            lines.append(f"  [{'pass' if c['passed'] else 'FAIL'}] {c['name']} {c.get('task') or ''}: "
+                         f"value={c.get('value')} threshold={c.get('threshold')}")
+    if export and not export.get("skipped"):
+        lines.append(f"onnx: {f.onnx}")
+    else:
+        lines.append("onnx: not exported (model not blessed)")
+    if promotion:
+        lines.append(f"promotion: {'promoted to champion' if promotion.get('promoted') else 'not promoted'}"
+                     f" - {promotion.get('reason', '')}")
+    lines.append(f"run_dir: {f.root}")
+    return "\n".join(lines)
