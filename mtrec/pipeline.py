@@ -53,7 +53,11 @@ def _features(ctx: RunContext):
 
 def _validate(ctx: RunContext):
     from components import validate
-    return validate.run(ctx.spec, ctx.params, ctx.layout)
+    from mtrec.atomic import write_json
+
+    result = validate.run(ctx.spec, ctx.params, ctx.layout)
+    write_json(ctx.run_files.validation_dir / "raw_events.json", to_jsonable(result))
+    return result
 
 
 def _dataset(ctx: RunContext):

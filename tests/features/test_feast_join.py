@@ -1,0 +1,48 @@
+import pandas as pd
+
+from components import build_features, ingest, make_dataset
+from mtrec.spec import FEATURE_TIMESTAMP, ROW_ID, TIMESTAMP
+
+
+def test_point_in_time_join_keeps_every_row_and_never_joins_a_future_feature(make_ctx):
+    ctx = make_ctx()
+    ingest.run(ctx.spec, ctx.params, ctx.layout)
+    # A second user-profile version stamped one hour AFTER a given event: the join for that
+    # event must still see the old value.
+    events = pd.read_parquet(ctx.layout.day_dir("1998-03-01"))
+    probe = events.iloc[0]
+    users_path = ctx.layout.entity_table("users") / ingest.PART
+    users = pd.read_parquet(users_path)
+    future = users[users["user_id"] == probe["user_id"]].copy()
+    future["occupation"] = "FUTURE"
+    future[FEATURE_TIMESTAMP] = probe[TIMESTAMP] + pd.Timedelta(hours=1)
+    ingest.write_parquet_if_changed(pd.concat([users, future], ignore_index=True), users_path)
+    build_features.run(ctx.spec, ctx.layout)
+
+    # Entity rows with unknown keys must survive too (nulls, not dropped rows).
+    ghost = events.iloc[:2].copy()
+    ghost["user_id"] = -1
+    ghost[ROW_ID] = [10**9, 10**9 + 1]
+    entity = pd.concat([events, ghost], ignore_index=True)
+    joined = make_dataset.point_in_time_join(ctx.spec, ctx.layout, entity)
+
+    assert len(joined) == len(entity)
+    assert joined[ROW_ID].tolist() == sorted(entity[ROW_ID].tolist())
+    row = joined.set_index(ROW_ID).loc[probe[ROW_ID]]
+    assert row["occupation"] != "FUTURE"
+    later = joined[(joined["user_id"] == probe["user_id"]) & (joined[TIMESTAMP] >= future[FEATURE_TIMESTAMP].iloc[0])]
+    assert (later["occupation"] == "FUTURE").all()
+    assert joined.set_index(ROW_ID).loc[10**9, "occupation"] is None or pd.isna(joined.set_index(ROW_ID).loc[10**9, "occupation"])
+
+
+def test_make_dataset_splits_chronologically_and_preserves_row_counts(make_ctx):
+    ctx = make_ctx()
+    landed = ingest.run(ctx.spec, ctx.params, ctx.layout)
+    build_features.run(ctx.spec, ctx.layout)
+    result = make_dataset.run(ctx.spec, ctx.params, ctx.layout, ctx.run_files)
+    assert sum(result.rows.values()) == landed.rows
+    assert result.days["test"] == ["1998-03-01"] and result.days["valid"] == ["1998-02-28"]
+    assert max(result.days["train"]) < "1998-02-28"
+    train = pd.read_parquet(ctx.run_files.split("train"))
+    assert set(ctx.spec.categorical + ctx.spec.numeric) <= set(train.columns)
+    assert train["age"].notna().all()  # every ML-100K user has a profile
