@@ -23,10 +23,11 @@ def render(ctx: RunContext) -> str:
         for c in blessing.get("checks", []):
             lines.append(f"  [{'pass' if c['passed'] else 'FAIL'}] {c['name']} {c.get('task') or ''}: "
                          f"value={c.get('value')} threshold={c.get('threshold')}")
-    if export and not export.get("skipped"):
-        lines.append(f"onnx: {f.onnx}")
+    if export and export.get("exported"):
+        worst = max((d for per_task in export["parity"]["max_abs_diff"].values() for d in per_task.values()), default=0.0)
+        lines.append(f"onnx: {f.onnx} (onnxruntime parity max abs diff {worst:.1e})")
     else:
-        lines.append("onnx: not exported (model not blessed)")
+        lines.append(f"onnx: not exported - {export.get('reason') if export else 'export step did not run'}")
     if promotion:
         lines.append(f"promotion: {'promoted to champion' if promotion.get('promoted') else 'not promoted'}"
                      f" - {promotion.get('reason', '')}")

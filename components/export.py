@@ -1,0 +1,191 @@
+"""Export a blessed model to ONNX and prove onnxruntime computes what torch computes.
+
+torch.onnx.export(dynamo=True) traces the ServingModel with a dynamic batch axis. A batch-1
+example makes torch.export specialise batch = 1 silently (DESIGN.md section 5), so the example
+batch is at least 2, the exported graph is checked for a symbolic batch dim, and parity is
+measured through onnxruntime at several batch sizes (1, 7, 1024 by default) on real test rows.
+
+Outputs in the run directory: model.onnx (one self-contained file) and export.json
+{exported, reason, opset, onnx_sha256, inputs, outputs, parity: {batch: {task: max|diff|}}, ...}.
+"""
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from mtrec.atomic import atomic_path, read_json, write_json
+from mtrec.config import Params
+from mtrec.layout import RunFiles
+from mtrec.registry import sha256_file
+from mtrec.spec import DatasetSpec
+
+INPUT_NAMES = ("categorical", "numeric")
+EXAMPLE_BATCH = 8  # >= 2: a batch-1 example pins the batch dim to 1
+
+# batch size -> (categorical int64 [B, Fc], numeric float32 [B, Fn])
+BatchBuilder = Callable[[int], tuple[np.ndarray, np.ndarray]]
+
+
+class ExportError(RuntimeError):
+    """The exported graph is not the served function (fixed batch, parity beyond tolerance, ...)."""
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    skipped: bool
+    reason: str
+    onnx_path: Path | None = None
+    report: dict = field(default_factory=dict)
+
+
+def batch_builder(cardinalities: Sequence[int], n_numeric: int,
+                  rows: tuple[np.ndarray, np.ndarray] | None = None, seed: int = 0) -> BatchBuilder:
+    """Make batches of any size: real encoded rows when given (tiled when too few), else random
+    valid indices (0 .. cardinality-1 per column) and standard-normal numerics, seeded."""
+    if rows is not None and len(rows[0]) > 0:
+        cat, num = rows
+
+        def real(b: int) -> tuple[np.ndarray, np.ndarray]:
+            idx = np.arange(b) % len(cat)
+            return cat[idx].astype(np.int64), num[idx].astype(np.float32)
+        return real
+
+    def random(b: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(seed + b)
+        cat = np.stack([rng.integers(0, c, size=b) for c in cardinalities], axis=1) if cardinalities \
+            else np.zeros((b, 0), np.int64)
+        return cat.astype(np.int64), rng.standard_normal((b, n_numeric)).astype(np.float32)
+    return random
+
+
+def export_onnx(module, example_categorical: np.ndarray, example_numeric: np.ndarray, path: Path,
+                output_names: Sequence[str], opset: int) -> Path:
+    """Export module(categorical int64 [B, Fc], numeric float32 [B, Fn]) -> tuple of [B] tensors.
+
+    Inputs are named "categorical"/"numeric", outputs `output_names` (one per task); the batch
+    axis is dynamic. Written atomically as one file (weights inline, so its sha256 covers them).
+    """
+    import onnx
+    import torch
+
+    # "torchvision is not installed. Skipping torchvision::nms" x4 on every export: noise.
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
+    if len(example_categorical) < 2:
+        raise ValueError("export needs an example batch of >= 2 rows (batch 1 fixes the batch dim to 1)")
+    module = module.eval()
+    args = (torch.as_tensor(example_categorical, dtype=torch.int64),
+            torch.as_tensor(example_numeric, dtype=torch.float32))
+    batch = torch.export.Dim("batch")
+    with torch.no_grad(), warnings.catch_warnings():
+        # Both inputs share one batch Dim; torch warns about the duplicate name. Noise in task logs.
+        warnings.filterwarnings("ignore", message=".*axis name.*")
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        program = torch.onnx.export(
+            module, args, None, dynamo=True, opset_version=opset, verbose=False,
+            input_names=list(INPUT_NAMES), output_names=list(output_names),
+            dynamic_shapes={"categorical": {0: batch}, "numeric": {0: batch}})
+    proto = program.model_proto
+    outs = [o.name for o in proto.graph.output]
+    if outs != list(output_names):
+        raise ExportError(f"exported outputs {outs} differ from the task names {list(output_names)}")
+    for inp in proto.graph.input:
+        if not inp.type.tensor_type.shape.dim[0].dim_param:
+            raise ExportError(f"input {inp.name!r} has a fixed batch dim; the export lost the dynamic axis")
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        onnx.save_model(proto, str(tmp))
+    return path
+
+
+def check_parity(module, onnx_path: Path, make_batch: BatchBuilder, batch_sizes: Sequence[int],
+                 atol: float, output_names: Sequence[str]) -> dict[int, dict[str, float]]:
+    """Max |torch - onnxruntime| per task at each batch size; ExportError if any exceeds atol.
+
+    Returns {batch size: {task: max abs diff}}.
+    """
+    import torch
+
+    from mtrec.onnx_scoring import run_session, session
+
+    sess = session(onnx_path)
+    module = module.eval()
+    report: dict[int, dict[str, float]] = {}
+    for b in batch_sizes:
+        cat, num = make_batch(int(b))
+        with torch.no_grad():
+            ref = module(torch.from_numpy(cat), torch.from_numpy(num))
+        got = run_session(sess, cat, num)
+        report[int(b)] = {name: float(np.max(np.abs(got[name] - r.numpy().reshape(-1)), initial=0.0))
+                          for name, r in zip(output_names, ref)}
+    bad = {b: {t: d for t, d in diffs.items() if not d <= atol} for b, diffs in report.items()}
+    bad = {b: d for b, d in bad.items() if d}
+    if bad:
+        raise ExportError(f"{onnx_path}: onnxruntime differs from torch beyond atol={atol}: {bad}")
+    return report
+
+
+def load_serving_module(run_files: RunFiles):
+    """The run's trained model in its serving form (tuple of per-task [B] outputs)."""
+    from models.build import load_trained
+    from models.multitask import ServingModel
+
+    return ServingModel(load_trained(run_files, device="cpu")).eval()
+
+
+def run(run_files: RunFiles, spec: DatasetSpec, params: Params) -> ExportResult:
+    """Export the run's model if, and only if, the gate blessed it; writes export.json either way."""
+    import pandas as pd
+
+    from components.encode import Encoders
+
+    reason = _not_blessed(run_files)
+    if reason:
+        # export.json says "not exported", so a stale model.onnx from an earlier attempt in this
+        # run dir can never be promoted (promote demands export.json's sha256).
+        report = {"exported": False, "reason": reason}
+        write_json(run_files.export_report, report)
+        return ExportResult(skipped=True, reason=reason, report=report)
+
+    enc = Encoders.load(run_files.encoders)
+    tasks = [name for name, _ in enc.tasks]
+    if tuple(tasks) != spec.task_names:
+        raise ExportError(f"encoders tasks {tasks} differ from the spec's {list(spec.task_names)}")
+    test = pd.read_parquet(run_files.split("test"))
+    make_batch = batch_builder(enc.cardinalities, len(enc.numeric), rows=enc.transform(test))
+    opts = params.export
+    try:
+        module = load_serving_module(run_files)
+        onnx_path = export_onnx(module, *make_batch(EXAMPLE_BATCH), run_files.onnx, tasks, opts.opset)
+        parity = check_parity(module, onnx_path, make_batch, opts.parity_batch_sizes, opts.parity_atol, tasks)
+    except Exception as exc:
+        # Overwrite any export.json of an earlier attempt: a failed export must not look promotable.
+        write_json(run_files.export_report, {"exported": False, "reason": f"export failed: {exc}"})
+        raise
+    report = {
+        "exported": True, "reason": "blessed", "onnx": str(onnx_path), "onnx_sha256": sha256_file(onnx_path),
+        "opset": opts.opset, "inputs": list(INPUT_NAMES), "outputs": tasks,
+        "parity": {"atol": opts.parity_atol, "rows": "test split" if len(test) else "random",
+                   "max_abs_diff": {str(b): d for b, d in parity.items()}},
+    }
+    if run_files.checkpoint.is_file():
+        report["checkpoint_sha256"] = sha256_file(run_files.checkpoint)
+    write_json(run_files.export_report, report)
+    return ExportResult(skipped=False, reason="blessed", onnx_path=onnx_path, report=report)
+
+
+def _not_blessed(run_files: RunFiles) -> str | None:
+    """Why this run may not be exported, or None when blessing.json says blessed."""
+    if not run_files.blessing.is_file():
+        return f"no blessing record at {run_files.blessing} (run the gate first)"
+    try:
+        blessing = read_json(run_files.blessing)
+    except ValueError as exc:
+        return f"unreadable blessing record {run_files.blessing}: {exc}"
+    if blessing.get("blessed") is not True:
+        return f"not blessed: {blessing.get('reason', 'no reason recorded')}"
+    return None

@@ -1,0 +1,69 @@
+"""Promote: make a blessed, exported model the champion of its (dataset, model family).
+
+Refuses (and leaves the registry untouched) unless blessing.json says blessed AND model.onnx
+exists with the sha256 that export.json recorded. The champion moves by compare-and-swap
+against the champion the gate compared with, so a model blessed against yesterday's champion
+cannot overwrite a newer one promoted meanwhile; a backfilled (older) run date never replaces a
+newer champion. A retry after success is a no-op. promotion.json records the outcome either way.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from mtrec.atomic import read_json, write_json
+from mtrec.config import Params
+from mtrec.layout import Layout, RunFiles
+from mtrec.spec import DatasetSpec
+
+
+@dataclass(frozen=True)
+class PromotionResult:
+    promoted: bool
+    reason: str
+    record: dict | None = None   # the champion record written (or already in place)
+
+
+def run(run_files: RunFiles, spec: DatasetSpec, params: Params, layout: Layout) -> PromotionResult:
+    """Promote if allowed; write run_files.promotion; return the outcome."""
+    result = _promote(run_files, spec, params, layout)
+    write_json(run_files.promotion, asdict(result))
+    return result
+
+
+def _promote(run_files: RunFiles, spec: DatasetSpec, params: Params, layout: Layout) -> PromotionResult:
+    from mtrec import registry
+
+    try:
+        blessing, export = read_json(run_files.blessing), read_json(run_files.export_report)
+    except (OSError, ValueError) as exc:
+        return PromotionResult(False, f"no usable blessing/export record: {exc}")
+    if blessing.get("blessed") is not True:
+        return PromotionResult(False, f"not blessed: {blessing.get('reason', 'no reason recorded')}")
+    sha = export.get("onnx_sha256")
+    if export.get("exported") is not True or not sha:
+        return PromotionResult(False, f"not exported: {export.get('reason', 'export.json has no sha256')}")
+    if not run_files.onnx.is_file() or registry.sha256_file(run_files.onnx) != sha:
+        return PromotionResult(False, f"{run_files.onnx} is missing or differs from the sha256 in export.json")
+    for p in (run_files.encoders, run_files.metrics):
+        if not p.is_file():
+            return PromotionResult(False, f"{p} is missing")
+
+    registry_dir = layout.registry_dir(params.model_name)
+    current = registry.current_champion(registry_dir)
+    if current and current["run_dir"] == str(run_files.root) and current["onnx_sha256"] == sha:
+        return PromotionResult(True, "already the champion (nothing to do)", current)
+    if current and current["run_date"] > params.date:
+        return PromotionResult(False, f"champion is from a later run date ({current['run_date']} > "
+                                      f"{params.date}); a backfill never replaces a newer champion")
+    gated_against = (blessing.get("champion") or {}).get("run_dir")
+
+    stored = registry.store_artifacts(
+        registry_dir, {"onnx": run_files.onnx, "encoders": run_files.encoders, "metrics": run_files.metrics}, sha)
+    record = {"dataset": spec.name, "model_name": params.model_name, "run_date": params.date,
+              "run_dir": str(run_files.root), "onnx_sha256": sha, **stored,
+              "blessing": blessing.get("reason")}
+    try:
+        registry.set_champion(registry_dir, record, expect_run_dir=gated_against)
+    except registry.RegistryConflict as exc:
+        return PromotionResult(False, f"champion changed since the gate ran ({exc}); re-run the gate")
+    return PromotionResult(True, f"promoted {params.date} (replaces {gated_against})", record)
