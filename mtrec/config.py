@@ -87,12 +87,12 @@ def home() -> Path:
 
 
 def load_params(path: Path | None = None, overrides: dict[str, Any] | None = None) -> Params:
-    """Load params.yaml and apply run-conf overrides given as dotted keys or top-level shortcuts.
+    """Load params.yaml (or $MTREC_PARAMS) and apply run-conf overrides (dotted keys or shortcuts).
 
     Shortcuts accepted from the trigger form / CLI: dataset, date, model_name, backbone (a name),
     transfer (a name), train_days. Dotted keys ("train.max_epochs") reach any field.
     """
-    path = path or DEFAULT_PARAMS
+    path = path or Path(os.environ.get("MTREC_PARAMS", DEFAULT_PARAMS))
     raw = yaml.safe_load(Path(path).read_text()) or {}
     raw = _apply_overrides(raw, overrides or {})
     try:
