@@ -49,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
         _common(sub.add_parser(name, help=f"run the {name} step"))
     _common(sub.add_parser("run", help="fetch + every step of the daily run, in one process"))
     _common(sub.add_parser("summary", help="print a finished run's metrics, gate decision and model"))
+    bench = sub.add_parser("bench", help="measure speed (prints Markdown for docs/BENCHMARKS.md)")
+    bench_sub = bench.add_subparsers(dest="bench", required=True)
+    daily = bench_sub.add_parser("daily", help="wall time of each step of consecutive daily runs")
+    _common(daily)
+    daily.add_argument("--dates", nargs="+", default=["1998-03-01", "1998-03-02"])
+    daily.add_argument("--source-dir", type=Path, default=None, help="copy raw source files from here")
     return parser
 
 
@@ -58,6 +64,12 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "bench":
+            from mtrec.bench import daily
+
+            overrides = _overrides(args)
+            print(daily.run(overrides.pop("dataset", "ml100k"), args.dates, overrides, args.source_dir))
+            return 0
         ctx = RunContext.create(_overrides(args), args.params)
         if args.command == "summary":
             from mtrec.summary import render
