@@ -1,14 +1,21 @@
-"""build_features: register the data set's Feast objects (entities, views, feature service).
+"""build_features: daily activity features into the lake, then Feast `apply`.
 
-`apply` is idempotent; it records the lake paths the views read from in the Feast registry of
-this data set (data/feast/<dataset>/registry.db).
+For every serve day of the run's window it writes <lake>/<dataset>/{user,item}_activity/
+dt=<day>/part-0.parquet (see components/activity.py: computed only from days before the serve
+day), skipping files whose bytes would not change, so reruns are idempotent. Then it applies the
+data set's Feast objects (entities, profile and activity views, feature service); `apply` is
+idempotent too.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from features.definitions import build_objects, feature_service_name
+from components import activity
+from components.ingest import PART, write_parquet_if_changed
+from features.definitions import ACTIVITY_TABLES, build_objects, feature_service_name
 from features.store import open_store
+from mtrec.config import Params
+from mtrec.dates import split_days
 from mtrec.layout import Layout
 from mtrec.spec import DatasetSpec
 
@@ -17,14 +24,29 @@ from mtrec.spec import DatasetSpec
 class FeaturesResult:
     feature_service: str
     feature_views: tuple[str, ...]
+    activity_files_written: int = 0
+    activity_files_unchanged: int = 0
 
 
-def run(spec: DatasetSpec, layout: Layout) -> FeaturesResult:
+def run(spec: DatasetSpec, params: Params, layout: Layout) -> FeaturesResult:
     for table in ("users", "items"):
         if not list(layout.entity_table(table).glob("*.parquet")):
             raise FileNotFoundError(f"{layout.entity_table(table)} holds no parquet file: run ingest first")
+    written = unchanged = 0
+    if spec.aggregates:
+        split = split_days(params.date, params.window.train_days, params.window.valid_days, params.window.test_days)
+        days = activity.serve_days(split.all[0], split.all[-1])
+        files = sorted(layout.events_dir.glob("dt=*/*.parquet"))
+        if not files:
+            raise FileNotFoundError(f"no event partitions under {layout.events_dir}: run ingest first")
+        for table, (key, prefix) in ACTIVITY_TABLES.items():
+            key = spec.user_key if key == "user" else spec.item_key
+            frame = activity.build(files, key, prefix, spec.aggregates, days)
+            for day, rows in frame.groupby("serve_day", sort=True):
+                target = layout.entity_table(table) / f"dt={day}" / PART
+                changed = write_parquet_if_changed(rows.drop(columns="serve_day"), target)
+                written, unchanged = written + changed, unchanged + (not changed)
     objects = build_objects(spec, layout)
-    store = open_store(layout)
-    store.apply(objects)
+    open_store(layout).apply(objects)
     views = tuple(o.name for o in objects if type(o).__name__ == "FeatureView")
-    return FeaturesResult(feature_service_name(spec), views)
+    return FeaturesResult(feature_service_name(spec), views, written, unchanged)

@@ -1,7 +1,8 @@
 """ingest: land a window of day partitions and the entity tables in the lake.
 
 For run date D it writes every day of the training window (train + valid + test days ending at D)
-that the source holds, so a first run or a backfill finds its history. Writes are atomic (temp
+plus the activity features' lookback before it, as far as the source holds them, so a first run
+or a backfill finds its history. Writes are atomic (temp
 file, then rename) and idempotent: a partition whose bytes would not change is left untouched,
 so a rerun produces the same files and the same DVC hashes.
 """
@@ -20,7 +21,7 @@ import pyarrow.parquet as pq
 from components.sources import adapter
 from mtrec.atomic import atomic_path
 from mtrec.config import Params
-from mtrec.dates import split_days
+from mtrec.dates import landing_days
 from mtrec.layout import Layout
 from mtrec.spec import FEATURE_TIMESTAMP, TIMESTAMP, DatasetSpec
 
@@ -38,8 +39,7 @@ class IngestResult:
 def run(spec: DatasetSpec, params: Params, layout: Layout, source_dir: Path | None = None) -> IngestResult:
     tables = adapter(spec.source).load(source_dir or layout.source_dir)
     _check_columns(tables.events, spec)
-    days = split_days(params.date, params.window.train_days, params.window.valid_days,
-                      params.window.test_days).all
+    days = landing_days(spec, params)
     events = tables.events
     event_day = events[TIMESTAMP].dt.strftime("%Y-%m-%d")
     written, unchanged, empty, rows = [], [], [], 0

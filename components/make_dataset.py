@@ -76,5 +76,8 @@ def point_in_time_join(spec: DatasetSpec, layout: Layout, events: pd.DataFrame) 
         raise RowCountError(f"point-in-time join returned {len(joined)} rows for {len(events)} events "
                             f"({joined[ROW_ID].nunique()} distinct row ids)")
     joined = joined.sort_values(ROW_ID, kind="stable").reset_index(drop=True)
+    # No activity row = no impressions in the lookback: the count is 0, not unknown.
+    for col in spec.activity_counts:
+        joined[col] = joined[col].fillna(0.0)
     joined[TIMESTAMP] = pd.to_datetime(joined[TIMESTAMP], utc=True)
     return joined

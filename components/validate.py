@@ -21,7 +21,7 @@ import pyarrow.types as pat
 
 from mtrec.atomic import write_json
 from mtrec.config import Params
-from mtrec.dates import split_days
+from mtrec.dates import landing_days
 from mtrec.layout import Layout
 from mtrec.spec import TIMESTAMP, DatasetSpec
 from validation.context import DataValidationError, Failure, run_suite
@@ -38,8 +38,7 @@ class ValidationResult:
 
 
 def run(spec: DatasetSpec, params: Params, layout: Layout) -> ValidationResult:
-    days = [d for d in split_days(params.date, params.window.train_days, params.window.valid_days,
-                                  params.window.test_days).all if layout.day_dir(d).is_dir()]
+    days = [d for d in landing_days(spec, params) if layout.day_dir(d).is_dir()]
     run_day_dir = layout.day_dir(params.date)
     if not run_day_dir.is_dir() or not list(run_day_dir.glob("*.parquet")):
         raise DataValidationError("raw_events", [Failure("partition_exists", None, str(run_day_dir), 0,

@@ -1,8 +1,11 @@
 """Feast objects for one data set, derived from its dataset spec.
 
-Entities: user and item (join keys from the spec). Feature views: <dataset>_user_profile and
-<dataset>_item_profile over the lake's entity tables (FileSource on the directory, which needs an
-explicit ParquetFormat). Feature service: <dataset>_ranking, what the models read.
+Entities: user and item (join keys from the spec). Feature views:
+- <dataset>_user_profile, <dataset>_item_profile: snapshot tables (long TTL);
+- <dataset>_user_activity, <dataset>_item_activity: daily rolling aggregates stamped at their
+  serve day's 00:00 UTC (TTL one day: an event joins its own day's row, never a later one).
+FileSources read the lake directly (an explicit ParquetFormat is required for directories and
+globs). Feature service: <dataset>_ranking, what the models read.
 """
 from __future__ import annotations
 
@@ -19,6 +22,9 @@ from mtrec.spec import FEATURE_TIMESTAMP, DatasetSpec
 # Profiles are snapshots that stay valid until replaced: a long TTL, not zero (zero = no limit
 # in Feast, which would also hide a stale table).
 PROFILE_TTL = timedelta(days=3650)
+ACTIVITY_TTL = timedelta(days=1)
+# lake table -> (entity, feature-name prefix)
+ACTIVITY_TABLES = {"user_activity": ("user", "u"), "item_activity": ("item", "i")}
 
 
 def feature_service_name(spec: DatasetSpec) -> str:
@@ -33,6 +39,11 @@ def build_objects(spec: DatasetSpec, layout: Layout) -> list:
         _profile_view(f"{spec.name}_user_profile", user, layout, "users", spec.user.categorical, spec.user.numeric),
         _profile_view(f"{spec.name}_item_profile", item, layout, "items", spec.item.categorical, spec.item.numeric),
     ]
+    if spec.aggregates:
+        for table, (entity, _) in ACTIVITY_TABLES.items():
+            columns = spec.user_activity if entity == "user" else spec.item_activity
+            views.append(_activity_view(f"{spec.name}_{table}", user if entity == "user" else item,
+                                        layout, table, columns))
     service = FeatureService(name=feature_service_name(spec), features=views)
     return [user, item, *views, service]
 
@@ -46,3 +57,14 @@ def _profile_view(name, entity, layout, table, categorical, numeric) -> FeatureV
     )
     schema = [Field(name=c, dtype=String) for c in categorical] + [Field(name=c, dtype=Float64) for c in numeric]
     return FeatureView(name=name, entities=[entity], ttl=PROFILE_TTL, schema=schema, source=source, online=True)
+
+
+def _activity_view(name, entity, layout, table, columns) -> FeatureView:
+    source = FileSource(
+        name=f"{name}_source",
+        path=str(layout.entity_table(table) / "dt=*" / "*.parquet"),
+        file_format=ParquetFormat(),
+        timestamp_field=FEATURE_TIMESTAMP,
+    )
+    schema = [Field(name=c, dtype=Float64) for c in columns]
+    return FeatureView(name=name, entities=[entity], ttl=ACTIVITY_TTL, schema=schema, source=source, online=True)

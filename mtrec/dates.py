@@ -37,3 +37,11 @@ def split_days(run_date: str, train_days: int, valid_days: int, test_days: int) 
     days = day_range(end - dt.timedelta(days=train_days + valid_days + test_days - 1), end)
     return SplitDays(tuple(days[:train_days]), tuple(days[train_days:train_days + valid_days]),
                      tuple(days[train_days + valid_days:]))
+
+
+def landing_days(spec, params) -> list[str]:
+    """Days ingest lands for a run: the activity lookback, then the split window ending at D."""
+    w = params.window
+    split = split_days(params.date, w.train_days, w.valid_days, w.test_days)
+    first = parse_day(split.all[0]) - dt.timedelta(days=spec.lookback_days)
+    return day_range(first, parse_day(params.date))

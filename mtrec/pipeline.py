@@ -48,7 +48,7 @@ def _ingest(ctx: RunContext):
 
 def _features(ctx: RunContext):
     from components import build_features
-    return build_features.run(ctx.spec, ctx.layout)
+    return build_features.run(ctx.spec, ctx.params, ctx.layout)
 
 
 def _validate(ctx: RunContext):

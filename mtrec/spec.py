@@ -44,6 +44,33 @@ class FeatureGroup:
 
 
 @dataclass(frozen=True)
+class Aggregates:
+    """Daily rolling activity features per user and per item, built by build_features.
+
+    For serve day s they count impressions and smoothed positive rates over the `windows`
+    days strictly before s (never day s itself), so an event never sees its own day's labels.
+    """
+
+    windows: tuple[int, ...] = (1, 7, 30)
+    rate_windows: tuple[int, ...] = (7, 30)
+    rate_tasks: tuple[str, ...] = ()
+    smoothing: float = 10.0      # pseudo-impressions at the window's global rate
+
+    @property
+    def lookback_days(self) -> int:
+        return max(self.windows + self.rate_windows)
+
+    def columns(self, prefix: str) -> tuple[str, ...]:
+        """Feature names for one entity: <prefix>_imp_<w>d, <prefix>_<task>_rate_<w>d."""
+        counts = tuple(f"{prefix}_imp_{w}d" for w in self.windows)
+        rates = tuple(f"{prefix}_{t}_rate_{w}d" for t in self.rate_tasks for w in self.rate_windows)
+        return counts + rates
+
+    def count_columns(self, prefix: str) -> tuple[str, ...]:
+        return tuple(f"{prefix}_imp_{w}d" for w in self.windows)
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     name: str
     source: str
@@ -55,6 +82,25 @@ class DatasetSpec:
     user: FeatureGroup
     item: FeatureGroup
     value_model: dict = field(default_factory=dict)
+    aggregates: Aggregates | None = None
+
+    @property
+    def user_activity(self) -> tuple[str, ...]:
+        return self.aggregates.columns("u") if self.aggregates else ()
+
+    @property
+    def item_activity(self) -> tuple[str, ...]:
+        return self.aggregates.columns("i") if self.aggregates else ()
+
+    @property
+    def activity_counts(self) -> tuple[str, ...]:
+        """Count features, which mean 0 (not 'unknown') when an entity has no row."""
+        return (self.aggregates.count_columns("u") + self.aggregates.count_columns("i")) if self.aggregates else ()
+
+    @property
+    def lookback_days(self) -> int:
+        """Days before the training window that feature building reads."""
+        return self.aggregates.lookback_days if self.aggregates else 0
 
     @property
     def task_names(self) -> tuple[str, ...]:
@@ -71,7 +117,7 @@ class DatasetSpec:
 
     @property
     def numeric(self) -> tuple[str, ...]:
-        return self.event.numeric + self.user.numeric + self.item.numeric
+        return self.event.numeric + self.user.numeric + self.item.numeric + self.user_activity + self.item_activity
 
     @property
     def event_columns(self) -> tuple[str, ...]:
@@ -105,6 +151,7 @@ def load_spec(name: str, spec_dir: Path | None = None) -> DatasetSpec:
             user=_group(feats.get("user")),
             item=_group(feats.get("item")),
             value_model=raw.get("value_model") or {},
+            aggregates=_aggregates(raw.get("aggregates")),
         )
     except (KeyError, TypeError) as exc:
         raise SpecError(f"{path}: missing or malformed field {exc}") from exc
@@ -114,9 +161,28 @@ def load_spec(name: str, spec_dir: Path | None = None) -> DatasetSpec:
             raise SpecError(f"{path}: task {t.name!r} has type {t.type!r}, expected binary|regression")
         if t.parent is not None and t.parent not in names:
             raise SpecError(f"{path}: task {t.name!r} names unknown parent {t.parent!r}")
+    if spec.aggregates:
+        unknown = [t for t in spec.aggregates.rate_tasks if t not in spec.binary_tasks]
+        if unknown:
+            raise SpecError(f"{path}: aggregates.rate_tasks {unknown} are not binary tasks")
+    all_features = spec.categorical + spec.numeric
+    dupes = sorted({c for c in all_features if all_features.count(c) > 1})
+    if dupes:
+        raise SpecError(f"{path}: feature names used twice: {dupes}")
     if spec.name != name:
         raise SpecError(f"{path}: name field {spec.name!r} differs from the file name {name!r}")
     return spec
+
+
+def _aggregates(raw: dict | None) -> Aggregates | None:
+    if not raw:
+        return None
+    return Aggregates(
+        windows=tuple(int(w) for w in raw.get("windows", (1, 7, 30))),
+        rate_windows=tuple(int(w) for w in raw.get("rate_windows", (7, 30))),
+        rate_tasks=tuple(raw.get("rate_tasks") or ()),
+        smoothing=float(raw.get("smoothing", 10.0)),
+    )
 
 
 def _group(raw: dict | None) -> FeatureGroup:

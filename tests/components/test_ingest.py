@@ -15,9 +15,9 @@ def test_ingest_lands_day_partitions_with_us_utc_timestamps(make_ctx):
     df = pd.read_parquet(part)
     assert (df[TIMESTAMP].dt.strftime("%Y-%m-%d") == "1998-03-01").all()
     assert list(df.columns) == list(ctx.spec.event_columns)
-    # every window day that the source holds is landed; nothing outside the window
+    # every day of the window and of the activity lookback before it is landed; nothing else
     days = sorted(p.name[3:] for p in ctx.layout.events_dir.iterdir())
-    assert days[-1] == "1998-03-01" and days[0] >= "1998-02-14"
+    assert days[-1] == "1998-03-01" and days[0] == "1998-01-15"  # 16 window days + 30 lookback
     assert sum(len(pd.read_parquet(ctx.layout.day_dir(d))) for d in days) == result.rows
 
 
