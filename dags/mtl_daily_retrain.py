@@ -9,7 +9,7 @@ import pendulum
 from airflow.sdk import DAG, Param, task
 
 # Data flow order, matching mtrec.pipeline.STEPS (a test keeps them equal).
-STEP_IDS = ["ingest", "features", "validate", "dataset", "train", "evaluate", "gate", "export", "promote"]
+STEP_IDS = ["ingest", "features", "validate", "materialize", "dataset", "train", "evaluate", "gate", "export", "promote"]
 
 with DAG(
     dag_id="mtl_daily_retrain",

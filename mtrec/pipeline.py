@@ -60,6 +60,11 @@ def _validate(ctx: RunContext):
     return result
 
 
+def _materialize(ctx: RunContext):
+    from components import materialize
+    return materialize.run(ctx.spec, ctx.params, ctx.layout)
+
+
 def _dataset(ctx: RunContext):
     from components import make_dataset
     return make_dataset.run(ctx.spec, ctx.params, ctx.layout, ctx.run_files)
@@ -95,6 +100,7 @@ STEPS: dict[str, Callable[[RunContext], Any]] = {
     "ingest": _ingest,
     "features": _features,
     "validate": _validate,
+    "materialize": _materialize,
     "dataset": _dataset,
     "train": _train,
     "evaluate": _evaluate,
