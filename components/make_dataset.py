@@ -41,7 +41,7 @@ def run(spec: DatasetSpec, params: Params, layout: Layout, run_files: RunFiles) 
     events = pd.concat([pd.read_parquet(p, columns=list(spec.event_columns)) for p in files], ignore_index=True)
 
     joined = point_in_time_join(spec, layout, events)
-    failures = run_suite("training_set", joined, training_set(spec))
+    failures = run_suite("training_set", joined, training_set(spec), docs_dir=layout.data_docs_dir)
     if failures:
         raise DataValidationError("training_set", failures)
 

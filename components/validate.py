@@ -3,8 +3,10 @@
 Three layers, cheapest first, each failing with the file, column and count:
 1. every partition opens as parquet (a corrupt file is named);
 2. schema: the spec's columns are present with usable dtypes;
-3. the GX suite `raw_events` over the window's rows through a checkpoint, plus the run day's
-   row-count floor.
+3. the GX suite `raw_events` over the window's rows through a checkpoint;
+4. the GX suite `run_day`: the run day's row count and per-task positive rates within bands of
+   the trailing days' medians (a tracking outage), thresholds from params.yaml `validate:`
+   overridden by the dataset spec's `validation:` block.
 A failing day is quarantined: its partition directory moves to data/quarantine/<dataset>/ with a
 report.json beside it (never deleted), and the run stops before training.
 """
@@ -20,12 +22,13 @@ import pyarrow.parquet as pq
 import pyarrow.types as pat
 
 from mtrec.atomic import write_json
-from mtrec.config import Params
+from mtrec.config import Params, ValidateParams
 from mtrec.dates import landing_days
 from mtrec.layout import Layout
 from mtrec.spec import TIMESTAMP, DatasetSpec
 from validation.context import DataValidationError, Failure, run_suite
 from validation.suites import EVENT_DAY, PARTITION_DAY, raw_events
+from validation.suites import run_day as run_day_suite
 
 FILE = "_file"
 
@@ -34,7 +37,7 @@ FILE = "_file"
 class ValidationResult:
     days: tuple[str, ...]
     rows: int
-    quarantined: tuple[str, ...] = ()
+    data_docs: str | None = None
 
 
 def run(spec: DatasetSpec, params: Params, layout: Layout) -> ValidationResult:
@@ -52,17 +55,34 @@ def run(spec: DatasetSpec, params: Params, layout: Layout) -> ValidationResult:
                 frames.append(frame)
     if not failures:
         window = pd.concat(frames, ignore_index=True)
-        failures = run_suite("raw_events", window, raw_events(spec), file_column=FILE)
-        n_run_day = int((window[PARTITION_DAY] == params.date).sum())
-        if n_run_day < params.validate.min_rows_per_day:
-            failures.append(Failure("min_rows_per_day", None, str(run_day_dir), n_run_day,
-                                    f"fewer than {params.validate.min_rows_per_day} rows"))
+        failures = run_suite("raw_events", window, raw_events(spec), file_column=FILE, docs_dir=layout.data_docs_dir)
+        failures += _run_day_bands(spec, params.validate.merged(spec.validation), window, params.date, run_day_dir,
+                                   layout.data_docs_dir)
     if failures:
         bad_days = sorted({_day_of(f.file) for f in failures if f.file and _day_of(f.file)})
-        for day in bad_days:
-            quarantine_day(layout, day, [f for f in failures if f.file and _day_of(f.file) == day])
-        raise DataValidationError("raw_events", failures)
-    return ValidationResult(tuple(days), int(sum(len(f) for f in frames)))
+        moved = [quarantine_day(layout, day, [f for f in failures if f.file and _day_of(f.file) == day])
+                 for day in bad_days]
+        raise DataValidationError("events", failures, quarantined=[str(m) for m in moved])
+    return ValidationResult(tuple(days), int(sum(len(f) for f in frames)), data_docs=str(layout.data_docs_dir / "index.html"))
+
+
+def _run_day_bands(spec: DatasetSpec, vp: ValidateParams, window: pd.DataFrame, day: str, day_dir: Path,
+                   docs_dir: Path | None = None) -> list[Failure]:
+    """Row-count floor, then row-count and positive-rate bands against the trailing days' medians."""
+    today = window[window[PARTITION_DAY] == day]
+    files = today[FILE].unique()
+    where = str(files[0]) if len(files) == 1 else str(day_dir)
+    if len(today) < vp.min_rows_per_day:
+        return [Failure("min_rows_per_day", None, where, len(today), f"fewer than {vp.min_rows_per_day} rows")]
+    before = window[window[PARTITION_DAY] < day]
+    trailing_days = sorted(before[PARTITION_DAY].unique())[-vp.trailing_days:]
+    if len(trailing_days) < vp.min_trailing_days:
+        return []  # too little history for a band: the first days of a data set
+    trailing = before[before[PARTITION_DAY].isin(trailing_days)].groupby(PARTITION_DAY)
+    rows = float(trailing.size().median())
+    rates = {t: float(trailing[t].mean().median()) for t in spec.binary_tasks}
+    exps = run_day_suite(spec, rows, rates, len(today), vp.row_count_band, vp.positive_rate_band, vp.positive_rate_max_z)
+    return run_suite("run_day", today, exps, file=where, docs_dir=docs_dir)
 
 
 def _read_checked(path: Path, spec: DatasetSpec, day: str) -> tuple[pd.DataFrame | None, list[Failure]]:

@@ -63,7 +63,20 @@ class ExportParams:
 
 @dataclass(frozen=True)
 class ValidateParams:
+    """Thresholds for the run day's checks; a dataset spec's `validation:` block overrides them."""
+
     min_rows_per_day: int = 1
+    trailing_days: int = 7                 # bands compare the run day with the median of these
+    min_trailing_days: int = 3             # fewer landed trailing days: bands are skipped
+    row_count_band: tuple[float, float] = (0.2, 5.0)        # x trailing median row count
+    positive_rate_band: tuple[float, float] = (0.5, 2.0)    # x trailing median positive rate
+    positive_rate_max_z: float = 6.0       # ...unless within this many binomial std devs
+
+    def merged(self, overrides: dict) -> "ValidateParams":
+        fields = {**self.__dict__, **(overrides or {})}
+        for key in ("row_count_band", "positive_rate_band"):
+            fields[key] = tuple(float(x) for x in fields[key])
+        return ValidateParams(**fields)
 
 
 @dataclass(frozen=True)
@@ -109,7 +122,7 @@ def load_params(path: Path | None = None, overrides: dict[str, Any] | None = Non
             data_root=_resolve(paths.get("data", "data")),
             artifacts_root=_resolve(paths.get("artifacts", "artifacts")),
             window=WindowParams(**raw.get("window", {})),
-            validate=ValidateParams(**raw.get("validate", {})),
+            validate=ValidateParams().merged(raw.get("validate", {})),
             train=TrainParams(**raw.get("train", {})),
             model=ModelParams(**model_raw),
             gate=GateParams(**raw.get("gate", {})),

@@ -10,6 +10,7 @@ data/
 artifacts/
   runs/<dataset>/<date>/<model_name>/       one run: dataset/, encoders, model, metrics, ONNX
   registry/<dataset>/<model_name>/          champion.json pointer + history.jsonl
+  data_docs/<dataset>/index.html            Great Expectations data docs, one page per validation
 """
 from __future__ import annotations
 
@@ -52,6 +53,10 @@ class Layout:
 
     def run_dir(self, date: str, model_name: str) -> Path:
         return self.artifacts_root / "runs" / self.dataset / date / model_name
+
+    @property
+    def data_docs_dir(self) -> Path:
+        return self.artifacts_root / "data_docs" / self.dataset
 
     def registry_dir(self, model_name: str) -> Path:
         return self.artifacts_root / "registry" / self.dataset / model_name

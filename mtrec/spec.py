@@ -83,6 +83,7 @@ class DatasetSpec:
     item: FeatureGroup
     value_model: dict = field(default_factory=dict)
     aggregates: Aggregates | None = None
+    validation: dict = field(default_factory=dict)   # overrides of params.yaml `validate:`
 
     @property
     def user_activity(self) -> tuple[str, ...]:
@@ -152,6 +153,7 @@ def load_spec(name: str, spec_dir: Path | None = None) -> DatasetSpec:
             item=_group(feats.get("item")),
             value_model=raw.get("value_model") or {},
             aggregates=_aggregates(raw.get("aggregates")),
+            validation=raw.get("validation") or {},
         )
     except (KeyError, TypeError) as exc:
         raise SpecError(f"{path}: missing or malformed field {exc}") from exc

@@ -38,3 +38,22 @@ def training_set(spec: DatasetSpec) -> list:
         if t.is_binary:
             exps.append(gxe.ExpectColumnValuesToBeInSet(column=t.name, value_set=[0, 1]))
     return exps
+
+
+def run_day(spec: DatasetSpec, trailing_rows: float, trailing_rates: dict[str, float], n_rows: int,
+            row_band: tuple[float, float], rate_band: tuple[float, float], max_z: float) -> list:
+    """Bands for the run day against its trailing median (a tracking outage shows up here).
+
+    Positive rate p of task t passes when it lies within rate_band x the trailing median p0, or
+    within max_z binomial standard deviations of p0 at this day's row count (small days are
+    noisy; a collapse to zero on a real day is many deviations away).
+    """
+    import math
+
+    exps = [gxe.ExpectTableRowCountToBeBetween(min_value=math.ceil(row_band[0] * trailing_rows),
+                                               max_value=math.floor(row_band[1] * trailing_rows))]
+    for task, p0 in trailing_rates.items():
+        sigma = math.sqrt(max(p0 * (1 - p0), 1e-12) / max(n_rows, 1))
+        low, high = min(rate_band[0] * p0, p0 - max_z * sigma), max(rate_band[1] * p0, p0 + max_z * sigma)
+        exps.append(gxe.ExpectColumnMeanToBeBetween(column=task, min_value=max(low, 0.0), max_value=min(high, 1.0)))
+    return exps

@@ -70,3 +70,31 @@ def test_missing_run_day_stops_the_run(make_ctx):
     ingest.run(ctx.spec, ctx.params, ctx.layout)
     with pytest.raises(DataValidationError, match="no events landed for run date 1997-12-11"):
         validate.run(ctx.spec, ctx.params, ctx.layout)
+
+
+def test_collapsed_positive_rate_is_caught_against_the_trailing_median(make_ctx):
+    ctx, part = _landed(make_ctx)
+    digest = _corrupt(part, lambda d: d.assign(like=0, love=0))  # a tracking outage: no positives
+    with pytest.raises(DataValidationError) as err:
+        validate.run(ctx.spec, ctx.params, ctx.layout)
+    message = str(err.value)
+    assert "expect_column_mean_to_be_between" in message and "'like'" in message and str(part) in message
+    moved = list((ctx.layout.quarantine_dir / f"dt={DAY}").glob("*/part-0.parquet"))
+    assert len(moved) == 1 and _digest(moved[0]) == digest
+
+
+def test_row_count_collapse_is_caught(make_ctx):
+    ctx, part = _landed(make_ctx)
+    _corrupt(part, lambda d: d.head(1))  # 1 row where the trailing week had hundreds a day
+    ctx = make_ctx(**{"validate.row_count_band": [0.2, 5.0]})  # the generic band, not ML-100K's wide one
+    import dataclasses
+    spec = dataclasses.replace(ctx.spec, validation={})
+    with pytest.raises(DataValidationError, match="expect_table_row_count_to_be_between"):
+        validate.run(spec, ctx.params, ctx.layout)
+
+
+def test_empty_partition_is_named(make_ctx):
+    ctx, part = _landed(make_ctx)
+    _corrupt(part, lambda d: d.head(0))
+    with pytest.raises(DataValidationError, match="partition holds no rows"):
+        validate.run(ctx.spec, ctx.params, ctx.layout)
