@@ -37,19 +37,22 @@ class IngestResult:
 
 
 def run(spec: DatasetSpec, params: Params, layout: Layout, source_dir: Path | None = None) -> IngestResult:
-    tables = adapter(spec.source).load(source_dir or layout.source_dir)
-    _check_columns(tables.events, spec)
     days = landing_days(spec, params)
+    source = adapter(spec.source)
+    source_dir = source_dir or layout.source_dir
+    # Large sources read only the days asked for; small ones load whole.
+    tables = source.load_days(source_dir, days) if hasattr(source, "load_days") else source.load(source_dir)
+    _check_columns(tables.events, spec)
     events = tables.events
-    event_day = events[TIMESTAMP].dt.strftime("%Y-%m-%d")
+    by_day = dict(tuple(events.groupby(events[TIMESTAMP].dt.tz_convert("UTC").dt.strftime("%Y-%m-%d"), sort=False)))
     written, unchanged, empty, rows = [], [], [], 0
     for day in days:
-        part = events.loc[event_day == day, list(spec.event_columns)]
-        if part.empty:
+        part = by_day.get(day)
+        if part is None or part.empty:
             empty.append(day)
             continue
         rows += len(part)
-        changed = write_parquet_if_changed(part, layout.day_dir(day) / PART)
+        changed = write_parquet_if_changed(part[list(spec.event_columns)], layout.day_dir(day) / PART)
         (written if changed else unchanged).append(day)
     for name, table in (("users", tables.users), ("items", tables.items)):
         write_parquet_if_changed(table, layout.entity_table(name) / PART)
