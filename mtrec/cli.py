@@ -55,6 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
     _common(daily)
     daily.add_argument("--dates", nargs="+", default=["1998-03-01", "1998-03-02"])
     daily.add_argument("--source-dir", type=Path, default=None, help="copy raw source files from here")
+    data = bench_sub.add_parser("data", help="ingest/features/GX rows/s and Feast vs DuckDB ASOF point-in-time join")
+    data.add_argument("--rows-per-day", type=int, default=200_000)
+    data.add_argument("--days", type=int, default=8)
+    data.add_argument("--entity-rows", type=int, nargs="+", default=[1_000_000])
+    data.add_argument("--set", action="append", metavar="KEY=VALUE")
+    data.add_argument("--conf", default=None)
+    data.add_argument("--dataset", default=None)
+    data.add_argument("--date", default=None)
     return parser
 
 
@@ -65,9 +73,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "bench":
+            overrides = _overrides(args)
+            command = "mtrec " + " ".join(argv if argv is not None else sys.argv[1:])
+            if args.bench == "data":
+                from mtrec.bench import data
+
+                overrides.pop("dataset", None)
+                print(data.run(args.rows_per_day, args.days, args.entity_rows, overrides, command))
+                return 0
             from mtrec.bench import daily
 
-            overrides = _overrides(args)
             print(daily.run(overrides.pop("dataset", "ml100k"), args.dates, overrides, args.source_dir))
             return 0
         ctx = RunContext.create(_overrides(args), args.params)

@@ -50,3 +50,24 @@ def test_make_dataset_splits_chronologically_and_preserves_row_counts(make_ctx):
     # activity features arrive through Feast; a count is never null (no row = 0 impressions)
     assert train["u_imp_30d"].notna().all() and (train["u_imp_30d"] > 0).any()
     assert train["i_like_rate_7d"].dropna().between(0, 1).all() and train["i_like_rate_7d"].notna().any()
+
+
+def test_feast_join_equals_the_direct_duckdb_asof_join_used_as_its_benchmark_baseline(make_ctx):
+    from mtrec.bench.asof import asof_join
+
+    ctx = make_ctx()
+    ingest.run(ctx.spec, ctx.params, ctx.layout)
+    build_features.run(ctx.spec, ctx.params, ctx.layout)
+    events = pd.concat([pd.read_parquet(d) for d in sorted(ctx.layout.events_dir.iterdir())[-5:]], ignore_index=True)
+    events = events[list(ctx.spec.event_columns)]
+    feast = make_dataset.point_in_time_join(ctx.spec, ctx.layout, events)
+    duck = asof_join(ctx.spec, ctx.layout, events).sort_values(ROW_ID).reset_index(drop=True)
+    for col in ctx.spec.user.columns + ctx.spec.item.columns + ctx.spec.user_activity + ctx.spec.item_activity:
+        a, b = feast[col], duck[col]
+        if col in ctx.spec.activity_counts:
+            b = b.fillna(0.0)  # make_dataset's "no activity row = 0 impressions"
+        assert a.isna().tolist() == b.isna().tolist(), col
+        if a.dtype.kind == "f":
+            assert (a.fillna(0) - b.fillna(0).astype(float)).abs().max() < 1e-9, col
+        else:
+            assert a.fillna("").astype(str).tolist() == b.fillna("").astype(str).tolist(), col

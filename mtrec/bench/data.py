@@ -1,0 +1,127 @@
+"""`mtrec bench data`: the data path at scale on the synthetic generator.
+
+Measures generation and ingest rows/s, feature building, GX validation rows/s, and the
+point-in-time join for each requested entity-row count through Feast's DuckDB offline store
+next to one direct DuckDB ASOF JOIN over the same files (the practical limit). Every join runs
+in a fresh process, so its peak RSS is its own.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import resource
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from mtrec.bench.machine import describe, today
+
+ENV_ROWS, ENV_DAYS = "MTREC_SYNTH_ROWS_PER_DAY", "MTREC_SYNTH_DAYS"
+
+
+def _peak_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024  # ru_maxrss is KiB on Linux
+
+
+def _entity_frame(layout, spec, n_rows: int) -> pd.DataFrame:
+    from mtrec.spec import ROW_ID
+
+    frames, total = [], 0
+    for day_dir in sorted(layout.events_dir.glob("dt=*"), reverse=True):
+        df = pd.read_parquet(day_dir, columns=list(spec.event_columns))
+        frames.append(df)
+        total += len(df)
+        if total >= n_rows:
+            break
+    entity = pd.concat(frames, ignore_index=True)
+    if len(entity) < n_rows:
+        raise ValueError(f"lake holds {len(entity)} events, fewer than the {n_rows} entity rows asked for")
+    return entity.sort_values(ROW_ID).head(n_rows).reset_index(drop=True)
+
+
+def _join_child(kind: str, home: str, overrides: dict, n_rows: int, out: mp.Queue) -> None:
+    os.environ["MTREC_HOME"] = home
+    from mtrec.pipeline import RunContext
+
+    ctx = RunContext.create(overrides)
+    entity = _entity_frame(ctx.layout, ctx.spec, n_rows)
+    if kind == "feast":
+        from components.make_dataset import point_in_time_join as join
+    else:
+        from mtrec.bench.asof import asof_join as join
+    base = _peak_gib()
+    t0 = time.perf_counter()
+    joined = join(ctx.spec, ctx.layout, entity)
+    seconds = time.perf_counter() - t0
+    out.put({"kind": kind, "rows": len(joined), "seconds": seconds, "peak_gib": _peak_gib(), "base_gib": base})
+
+
+def _measure_join(kind: str, home: Path, overrides: dict, n_rows: int) -> dict:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_join_child, args=(kind, str(home), overrides, n_rows, queue))
+    proc.start()
+    proc.join()
+    if proc.exitcode != 0:
+        return {"kind": kind, "rows": n_rows, "error": f"exit code {proc.exitcode} (killed for memory if -9)"}
+    return queue.get()
+
+
+def run(rows_per_day: int, days: int, entity_rows: list[int], overrides: dict, command: str) -> str:
+    from components.sources import synthetic
+    from mtrec.pipeline import RunContext, run_step
+
+    home = Path(tempfile.mkdtemp(prefix="mtrec-bench-data-"))
+    saved = {k: os.environ.get(k) for k in ("MTREC_HOME", ENV_ROWS, ENV_DAYS)}
+    os.environ.update({"MTREC_HOME": str(home), ENV_ROWS: str(rows_per_day), ENV_DAYS: str(days)})
+    lines = []
+    try:
+        cfg = synthetic.config()
+        last = cfg.day(cfg.days - 1)
+        overrides = {"dataset": "synthetic", "date": last, "window.train_days": max(cfg.days - 2, 1), **overrides}
+        ctx = RunContext.create(overrides)
+        t0 = time.perf_counter()
+        run_step("fetch", ctx)
+        gen = time.perf_counter() - t0
+        total_rows = cfg.requests_per_day * cfg.candidates_per_request * cfg.days
+        lines.append(f"| generate {cfg.days} days | {total_rows:,} | {gen:.1f} | {total_rows / gen:,.0f} | {_peak_gib():.2f} |")
+        for step in ("ingest", "features", "validate"):
+            t0 = time.perf_counter()
+            result = run_step(step, ctx)
+            secs = time.perf_counter() - t0
+            rows = result.get("rows")
+            rate = f"{rows / secs:,.0f}" if rows else "-"
+            lines.append(f"| {step} | {rows or '-':,} | {secs:.1f} | {rate} | {_peak_gib():.2f} |" if rows else
+                         f"| {step} | - | {secs:.1f} | - | {_peak_gib():.2f} |")
+        joins = []
+        for n in entity_rows:
+            for kind in ("feast", "duckdb_asof"):
+                r = _measure_join(kind, home, overrides, n)
+                joins.append((n, r))
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        shutil.rmtree(home, ignore_errors=True)
+    out = [f"`{command}` — {today()} — {describe()}", "",
+           "| step | rows | seconds | rows/s | process peak RSS (GiB) |", "|---|---|---|---|---|", *lines, "",
+           "| point-in-time join | entity rows | seconds | peak RSS (GiB) | RSS before join (GiB) | Feast / DuckDB |",
+           "|---|---|---|---|---|---|"]
+    by_n = {}
+    for n, r in joins:
+        by_n.setdefault(n, {})[r["kind"]] = r
+    for n, pair in by_n.items():
+        for kind, r in pair.items():
+            if "error" in r:
+                out.append(f"| {kind} | {n:,} | failed: {r['error']} | | | |")
+                continue
+            ratio = ""
+            if kind == "feast" and "seconds" in pair.get("duckdb_asof", {}):
+                ratio = f"{r['seconds'] / pair['duckdb_asof']['seconds']:.2f}x"
+            out.append(f"| {kind} | {r['rows']:,} | {r['seconds']:.1f} | {r['peak_gib']:.2f} | {r['base_gib']:.2f} | {ratio} |")
+    return "\n".join(out)
