@@ -29,7 +29,6 @@ airflow-db: install
 	$(BIN)/airflow db migrate >/dev/null
 
 demo: install airflow-db
-	$(BIN)/mtrec fetch --dataset $(DEMO_DATASET)
 	@for d in $(DEMO_DATES); do \
 	  echo "== airflow dags test mtl_daily_retrain $$d"; \
 	  $(BIN)/airflow dags test mtl_daily_retrain $$d -c '{"dataset": "$(DEMO_DATASET)"}' > .airflow/dags-test-$$d.log 2>&1 \

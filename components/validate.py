@@ -56,7 +56,7 @@ def run(spec: DatasetSpec, params: Params, layout: Layout) -> ValidationResult:
     if not failures:
         window = pd.concat(frames, ignore_index=True)
         failures = run_suite("raw_events", window, raw_events(spec), file_column=FILE, docs_dir=layout.data_docs_dir)
-        failures += _run_day_bands(spec, params.validate.merged(spec.validation), window, params.date, run_day_dir,
+        failures += _run_day_bands(spec, params.validate, window, params.date, run_day_dir,
                                    layout.data_docs_dir)
     if failures:
         bad_days = sorted({_day_of(f.file) for f in failures if f.file and _day_of(f.file)})

@@ -5,11 +5,15 @@ date; all logic and heavy imports live in components/, loaded inside the task.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import pendulum
 from airflow.sdk import DAG, Param, task
 
+# The trigger form offers the data sets that have a spec (a directory listing: no heavy import).
+DATASETS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "features" / "datasets").glob("*.yaml"))
 # Data flow order, matching mtrec.pipeline.STEPS (a test keeps them equal).
-STEP_IDS = ["ingest", "features", "validate", "materialize", "dataset", "train", "evaluate", "gate", "export", "promote"]
+STEP_IDS = ["fetch", "ingest", "features", "validate", "materialize", "dataset", "train", "evaluate", "gate", "export", "promote"]
 
 with DAG(
     dag_id="mtl_daily_retrain",
@@ -20,11 +24,12 @@ with DAG(
     tags=["mtrec", "training"],
     doc_md=__doc__,
     params={
-        "dataset": Param("ml100k", type="string", pattern=r"^[A-Za-z0-9_-]+$",
-                         description="data set spec in features/datasets/"),
+        "dataset": Param("ml100k", type="string", enum=DATASETS, description="data set spec in features/datasets/"),
         "backbone": Param(None, type=["null", "string"], description="override model.backbone.name"),
         "transfer": Param(None, type=["null", "string"], description="override model.transfer.name"),
         "train_days": Param(None, type=["null", "integer"], minimum=1, description="override window.train_days"),
+        "overrides": Param({}, type="object",
+                           description='any params.yaml value by dotted key, e.g. {"train.max_epochs": 3}'),
     },
 ) as dag:
 

@@ -15,7 +15,8 @@ def overrides_from_context(context: dict[str, Any]) -> dict[str, Any]:
     if date is None:
         raise ValueError("this DAG run has no logical date and its conf names no 'date': "
                          "trigger it with a logical date (the partition to train)")
-    overrides = {k: params.get(k) for k in ("dataset", "backbone", "transfer", "train_days")}
+    overrides = dict(params.get("overrides") or {})
+    overrides.update({k: params.get(k) for k in ("dataset", "backbone", "transfer", "train_days")})
     overrides["date"] = date
     return overrides
 

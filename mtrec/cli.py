@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ALL_STEPS:
         _common(sub.add_parser(name, help=f"run the {name} step"))
-    _common(sub.add_parser("run", help="fetch + every step of the daily run, in one process"))
+    _common(sub.add_parser("run", help="every step of the daily run, in one process"))
     _common(sub.add_parser("summary", help="print a finished run's metrics, gate decision and model"))
     bench = sub.add_parser("bench", help="measure speed (prints Markdown for docs/BENCHMARKS.md)")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             from mtrec.summary import render
             print(render(ctx))
             return 0
-        steps = ["fetch", *STEPS] if args.command == "run" else [args.command]
+        steps = list(STEPS) if args.command == "run" else [args.command]
         for step in steps:
             result = run_step(step, ctx)
             if args.command != "run":

@@ -50,8 +50,14 @@ class ModelParams:
 
 @dataclass(frozen=True)
 class GateParams:
+    """Promotion policy. Per-task AUC floors name tasks, so they live in each dataset spec's
+    `gate:` block; params.yaml holds what applies to every data set."""
+
     auc_floor: dict = field(default_factory=dict)
     max_auc_drop: float | None = None
+
+    def merged(self, overrides: dict) -> "GateParams":
+        return GateParams(**{**self.__dict__, **(overrides or {})})
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,22 @@ class Params:
     export: ExportParams
 
 
+def _apply_spec_blocks(raw: dict, dataset: str | None) -> dict:
+    """Merge the dataset spec's `validation:` and `gate:` blocks into params (spec wins)."""
+    from mtrec.spec import SpecError, load_spec
+
+    if not dataset:
+        return raw
+    try:
+        spec = load_spec(str(dataset))
+    except SpecError:
+        return raw  # reported with the spec's own message when the run loads it
+    raw = copy.deepcopy(raw)
+    for block, values in (("validate", spec.validation), ("gate", spec.gate)):
+        raw[block] = {**(raw.get(block) or {}), **values}
+    return raw
+
+
 def home() -> Path:
     """Root that relative paths in params.yaml resolve from (MTREC_HOME, else the checkout)."""
     return Path(os.environ.get("MTREC_HOME", REPO_ROOT)).resolve()
@@ -107,6 +129,8 @@ def load_params(path: Path | None = None, overrides: dict[str, Any] | None = Non
     """
     path = path or Path(os.environ.get("MTREC_PARAMS", DEFAULT_PARAMS))
     raw = yaml.safe_load(Path(path).read_text()) or {}
+    # Precedence: params.yaml < the dataset spec's validation:/gate: blocks < the run conf.
+    raw = _apply_spec_blocks(raw, (overrides or {}).get("dataset") or raw.get("run", {}).get("dataset"))
     raw = _apply_overrides(raw, overrides or {})
     try:
         run, paths = raw["run"], raw.get("paths", {})

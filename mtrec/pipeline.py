@@ -95,8 +95,9 @@ def _promote(ctx: RunContext):
     return promote.run(ctx.run_files, ctx.spec, ctx.params, ctx.layout)
 
 
-# Order is the data flow; `fetch` is separate (it downloads, the daily run does not).
+# Order is the data flow. `fetch` is idempotent: it downloads or copies a source once.
 STEPS: dict[str, Callable[[RunContext], Any]] = {
+    "fetch": _fetch,
     "ingest": _ingest,
     "features": _features,
     "validate": _validate,
@@ -108,7 +109,7 @@ STEPS: dict[str, Callable[[RunContext], Any]] = {
     "export": _export,
     "promote": _promote,
 }
-ALL_STEPS: dict[str, Callable[[RunContext], Any]] = {"fetch": _fetch, **STEPS}
+ALL_STEPS = STEPS
 
 
 def run_step(name: str, ctx: RunContext) -> dict:

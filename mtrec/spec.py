@@ -84,6 +84,7 @@ class DatasetSpec:
     value_model: dict = field(default_factory=dict)
     aggregates: Aggregates | None = None
     validation: dict = field(default_factory=dict)   # overrides of params.yaml `validate:`
+    gate: dict = field(default_factory=dict)         # overrides of params.yaml `gate:` (AUC floors)
 
     @property
     def user_activity(self) -> tuple[str, ...]:
@@ -154,6 +155,7 @@ def load_spec(name: str, spec_dir: Path | None = None) -> DatasetSpec:
             value_model=raw.get("value_model") or {},
             aggregates=_aggregates(raw.get("aggregates")),
             validation=raw.get("validation") or {},
+            gate=raw.get("gate") or {},
         )
     except (KeyError, TypeError) as exc:
         raise SpecError(f"{path}: missing or malformed field {exc}") from exc
@@ -163,6 +165,9 @@ def load_spec(name: str, spec_dir: Path | None = None) -> DatasetSpec:
             raise SpecError(f"{path}: task {t.name!r} has type {t.type!r}, expected binary|regression")
         if t.parent is not None and t.parent not in names:
             raise SpecError(f"{path}: task {t.name!r} names unknown parent {t.parent!r}")
+    floors = [t for t in (spec.gate.get("auc_floor") or {}) if t not in spec.binary_tasks]
+    if floors:
+        raise SpecError(f"{path}: gate.auc_floor names {floors}, which are not binary tasks")
     if spec.aggregates:
         unknown = [t for t in spec.aggregates.rate_tasks if t not in spec.binary_tasks]
         if unknown:

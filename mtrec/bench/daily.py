@@ -29,9 +29,7 @@ def run(dataset: str, dates: list[str], overrides: dict, source_dir: Path | None
             if source_dir and not ctx.layout.source_dir.exists():
                 shutil.copytree(source_dir, ctx.layout.source_dir)
             t0 = time.perf_counter()
-            times = {"fetch": run_step("fetch", ctx)["step_seconds"]}
-            for step in STEPS:
-                times[step] = run_step(step, ctx)["step_seconds"]
+            times = {step: run_step(step, ctx)["step_seconds"] for step in STEPS}
             totals.append(time.perf_counter() - t0)
             rows.append((date, times))
     finally:
