@@ -98,3 +98,12 @@ def test_empty_partition_is_named(make_ctx):
     _corrupt(part, lambda d: d.head(0))
     with pytest.raises(DataValidationError, match="partition holds no rows"):
         validate.run(ctx.spec, ctx.params, ctx.layout)
+
+
+def test_wrong_dtype_is_named_with_its_column(make_ctx):
+    ctx, part = _landed(make_ctx)
+    _corrupt(part, lambda d: d.assign(item_id=d["item_id"].astype(str)))
+    with pytest.raises(DataValidationError) as err:
+        validate.run(ctx.spec, ctx.params, ctx.layout)
+    assert "column 'item_id'" in str(err.value) and "expected integer" in str(err.value) and str(part) in str(err.value)
+    assert (ctx.layout.quarantine_dir / f"dt={DAY}").is_dir()
