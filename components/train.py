@@ -81,10 +81,26 @@ def read_split(run_files: RunFiles, name: str, spec: DatasetSpec, allow_nan_labe
 
 def task_losses(outputs: dict[str, torch.Tensor], labels: dict[str, torch.Tensor],
                 tasks: list[tuple[str, str]], reduction: str = "mean") -> dict[str, torch.Tensor]:
-    """Per-task loss in float32 (outputs may be bf16 under autocast): BCE-with-logits or MSE."""
-    return {name: (F.binary_cross_entropy_with_logits if kind == "binary" else F.mse_loss)(
-                outputs[name].float(), labels[name], reduction=reduction)
-            for name, kind in tasks}
+    """Per-task loss in float32 (outputs may be bf16 under autocast): BCE-with-logits or MSE,
+    plus the model's per-row penalties for that task when it reports any (see _add_penalties).
+
+    Funnel children under ESMM already output the entire-space (pCTCVR) logit, so their BCE is
+    ESMM's loss over all impressions; AITM's calibrator arrives as a penalty.
+    """
+    losses = {name: (F.binary_cross_entropy_with_logits if kind == "binary" else F.mse_loss)(
+                  outputs[name].float(), labels[name], reduction=reduction)
+              for name, kind in tasks}
+    return _add_penalties(losses, outputs, reduction)
+
+
+def _add_penalties(losses: dict[str, torch.Tensor], outputs: dict[str, torch.Tensor],
+                   reduction: str) -> dict[str, torch.Tensor]:
+    """Add models.multitask.TaskOutputs.penalties ({task: B}, training mode only: AITM's
+    calibrator, MSSM's L0 gate cost) to the task losses, reduced the same way."""
+    for name, p in getattr(outputs, "penalties", {}).items():
+        p = p.float()
+        losses[name] = losses[name] + (p.mean() if reduction == "mean" else p.sum() if reduction == "sum" else p)
+    return losses
 
 
 @torch.no_grad()
@@ -151,7 +167,8 @@ def run(run_files: RunFiles, spec: DatasetSpec, params: Params) -> TrainResult:
     train, valid = Tensors.encode(enc, train_df, device), Tensors.encode(enc, valid_df, device)
 
     torch.manual_seed(tp.seed)  # weight init; batch order has its own generator
-    model = build_model(enc.cardinalities, len(enc.numeric), list(enc.tasks), params.model)
+    model = build_model(enc.cardinalities, len(enc.numeric), list(enc.tasks), params.model,
+                        parents={t.name: t.parent for t in spec.tasks})
     with torch.no_grad():  # regression heads start at the label mean so early MSE is not huge
         for name, kind in model.tasks:
             if kind == "regression":

@@ -1,18 +1,19 @@
 """Build a MultiTaskModel from params, and rebuild a trained one from its run directory.
 
-model_config.json holds everything the builder needs (cardinalities, numeric width, tasks, the
-model block of params.yaml), so a checkpoint loads without params.yaml or the training data.
+model_config.json holds everything the builder needs (cardinalities, numeric width, tasks, their
+funnel parents, the model block of params.yaml), so a checkpoint loads without params.yaml or the
+training data.
 """
 from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 
-from models.backbones import build_backbone
-from models.embedding import FeatureEmbedding
+from models.backbones import backbone_class, build_backbone, embedding_tables
+from models.embedding import FeatureEmbedding, TaskEmbeddings
 from models.multitask import MultiTaskModel
 from models.towers import Towers
 from models.transfer import build_transfer
@@ -24,14 +25,16 @@ CONFIG_VERSION = 1
 
 
 def model_config(cardinalities: Sequence[int], n_numeric: int, tasks: Sequence[tuple[str, str]],
-                 model_params: ModelParams) -> dict:
-    """The JSON-able recipe of one model."""
+                 model_params: ModelParams, parents: Mapping[str, str | None] | None = None) -> dict:
+    """The JSON-able recipe of one model. `parents` maps a task to its funnel parent (from the
+    dataset spec's Task.parent); None or {} means no funnel. Only set entries are stored."""
     mp = asdict(model_params)
     return {
         "version": CONFIG_VERSION,
         "cardinalities": [int(c) for c in cardinalities],
         "n_numeric": int(n_numeric),
         "tasks": [[str(n), str(t)] for n, t in tasks],
+        "parents": {str(c): str(p) for c, p in (parents or {}).items() if p is not None},
         "model": {"embedding_dim": int(mp["embedding_dim"]),
                   "tower_hidden": [int(h) for h in mp["tower_hidden"]],
                   "backbone": dict(mp["backbone"]), "transfer": dict(mp["transfer"])},
@@ -39,9 +42,32 @@ def model_config(cardinalities: Sequence[int], n_numeric: int, tasks: Sequence[t
 
 
 def build_model(cardinalities: Sequence[int], n_numeric: int, tasks: Sequence[tuple[str, str]],
-                model_params: ModelParams) -> MultiTaskModel:
-    """Fresh model with random weights (seed torch before calling for reproducible init)."""
-    return from_config(model_config(cardinalities, n_numeric, tasks, model_params))
+                model_params: ModelParams, parents: Mapping[str, str | None] | None = None) -> MultiTaskModel:
+    """Fresh model with random weights (seed torch before calling for reproducible init).
+
+    parents: {task: parent task or None}, e.g. {t.name: t.parent for t in spec.tasks}; ESMM and
+    AITM need at least one pair, the other backbones ignore it.
+    """
+    return from_config(model_config(cardinalities, n_numeric, tasks, model_params, parents))
+
+
+def funnel_parents(tasks: Sequence[tuple[str, str]], parents: Mapping[str, str], backbone: str) -> list[int | None]:
+    """{child: parent} names -> parent index per task (None for roots), checked against the tasks."""
+    index = {name: i for i, (name, _) in enumerate(tasks)}
+    for child, parent in parents.items():
+        if child not in index or parent not in index:
+            raise ValueError(f"funnel {child!r} -> parent {parent!r}: both must be tasks of the model "
+                             f"({', '.join(index)})")
+        if child == parent:
+            raise ValueError(f"task {child!r} cannot be its own funnel parent")
+    out = [index[parents[name]] if name in parents else None for name, _ in tasks]
+    if getattr(backbone_class(backbone), "needs_funnel", False):
+        kinds = dict(tasks)
+        bad = [f"{c} -> {p}" for c, p in parents.items() if kinds[c] != "binary" or kinds[p] != "binary"]
+        if bad:
+            raise ValueError(f"backbone {backbone!r} multiplies probabilities along the funnel, so funnel "
+                             f"tasks must be binary; not binary: {', '.join(bad)}")
+    return out
 
 
 def from_config(config: dict) -> MultiTaskModel:
@@ -50,13 +76,21 @@ def from_config(config: dict) -> MultiTaskModel:
     for name, kind in tasks:
         if kind not in ("binary", "regression"):
             raise ValueError(f"task {name!r} has type {kind!r}, expected binary|regression")
-    embedding = FeatureEmbedding(config["cardinalities"], config["n_numeric"], m["embedding_dim"])
     bb = dict(m["backbone"])
-    backbone = build_backbone(bb.pop("name"), embedding.out_dim, len(tasks), **bb)
+    bb_name = bb.pop("name")
+    parents = funnel_parents(tasks, config.get("parents", {}), bb_name)  # older configs have no "parents"
+    n_tables = embedding_tables(bb_name, len(tasks))
+    if n_tables == 1:
+        embedding = FeatureEmbedding(config["cardinalities"], config["n_numeric"], m["embedding_dim"])
+    else:
+        embedding = TaskEmbeddings(config["cardinalities"], config["n_numeric"], m["embedding_dim"], n_tables)
+    backbone = build_backbone(bb_name, embedding.out_dim, len(tasks), n_fields=embedding.n_fields,
+                              parents=parents, **bb)
     tr = dict(m["transfer"])
     transfer = build_transfer(tr.pop("name"), backbone.out_dim, len(tasks), **tr)
     towers = Towers(transfer.out_dim, tasks, m["tower_hidden"])
-    model = MultiTaskModel(embedding, backbone, transfer, towers)
+    output = backbone.output_layer([n for n, _ in tasks]) if hasattr(backbone, "output_layer") else None
+    model = MultiTaskModel(embedding, backbone, transfer, towers, output)
     model.config = config
     return model
 

@@ -1,4 +1,5 @@
-"""FeatureEmbedding: encoded feature tensors -> one dense input vector per row."""
+"""FeatureEmbedding: encoded feature tensors -> per-field embeddings (B x F x D); TaskEmbeddings:
+the same with one table per task (B x T x F x D) for backbones that do not share embeddings."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -46,3 +47,34 @@ class FeatureEmbedding(nn.Module):
     def forward(self, categorical: torch.Tensor, numeric: torch.Tensor) -> torch.Tensor:
         """B x Fc, B x Fn -> B x (F * D)."""
         return self.fields(categorical, numeric).flatten(1)
+
+
+class TaskEmbeddings(nn.Module):
+    """T independent FeatureEmbedding tables over the same fields, for backbones that give each
+    task its own embedding (Single-task: T = K; STEM: T = K + 1, the last table shared).
+
+    categorical: B x Fc int64, numeric: B x Fn float32
+    -> fields(): B x T x F x D (table t in slot t); forward(): B x T x (F * D).
+    `out_dim` is the width of ONE table (F * D), which is what each backbone column reads.
+
+    Separate nn.Embedding modules (not one table with offsets) keep each table a parameter of
+    its own, so "task A's loss leaves task B's table untouched" is a per-parameter fact.
+
+    Example: TaskEmbeddings([10, 5], n_numeric=3, dim=4, tables=3).fields(cat, num) -> B x 3 x 3 x 4.
+    """
+
+    def __init__(self, cardinalities: Sequence[int], n_numeric: int, dim: int, tables: int):
+        super().__init__()
+        if tables < 1:
+            raise ValueError(f"TaskEmbeddings needs tables >= 1, got {tables}")
+        self.tables = nn.ModuleList(FeatureEmbedding(cardinalities, n_numeric, dim) for _ in range(tables))
+        first = self.tables[0]
+        self.n_fields, self.dim, self.out_dim = first.n_fields, first.dim, first.out_dim
+
+    def fields(self, categorical: torch.Tensor, numeric: torch.Tensor) -> torch.Tensor:
+        """B x Fc, B x Fn -> B x T x F x D."""
+        return torch.stack([t.fields(categorical, numeric) for t in self.tables], dim=1)
+
+    def forward(self, categorical: torch.Tensor, numeric: torch.Tensor) -> torch.Tensor:
+        """B x Fc, B x Fn -> B x T x (F * D)."""
+        return self.fields(categorical, numeric).flatten(2)

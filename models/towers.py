@@ -19,13 +19,21 @@ class Towers(nn.Module):
     def __init__(self, in_dim: int, tasks: Sequence[tuple[str, str]], hidden: Sequence[int] = (32,)):
         super().__init__()
         self.tasks = [(str(n), str(t)) for n, t in tasks]
-        self.heads = nn.ModuleDict({n: MLP(in_dim, hidden, out=1) for n, _ in self.tasks})
+        # Keys are prefixed: a task may be named like an nn.Module attribute ("forward" in KuaiRand).
+        self.heads = nn.ModuleDict({self.key(n): MLP(in_dim, hidden, out=1) for n, _ in self.tasks})
+
+    @staticmethod
+    def key(task: str) -> str:
+        return f"task_{task}"
+
+    def head(self, task: str) -> nn.Module:
+        return self.heads[self.key(task)]
 
     def output_bias(self, task: str) -> torch.Tensor:
         """The final layer's bias of one tower (1 element), e.g. to start at the label mean."""
-        return self.heads[task][-1].bias
+        return self.head(task)[-1].bias
 
     def forward(self, reps: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         if len(reps) != len(self.tasks):
             raise ValueError(f"Towers got {len(reps)} inputs for {len(self.tasks)} tasks")
-        return {n: self.heads[n](r).squeeze(-1) for (n, _), r in zip(self.tasks, reps)}
+        return {n: self.head(n)(r).squeeze(-1) for (n, _), r in zip(self.tasks, reps)}

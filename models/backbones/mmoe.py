@@ -12,7 +12,8 @@ from models.layers import MLP
 class MMoE(nn.Module):
     """E expert MLPs over the shared input; task k reads sum_e g_k(x)_e * expert_e(x).
 
-    x: B x in_dim -> list of K tensors B x H (H = expert_hidden[-1] = self.out_dim).
+    x: B x F x D field embeddings (or an already flat B x in_dim, in_dim = F * D)
+    -> list of K tensors B x H (H = expert_hidden[-1] = self.out_dim).
 
     Example: MMoE(144, n_tasks=3, num_experts=4, expert_hidden=(64,))(x) -> 3 x [B x 64].
     """
@@ -33,6 +34,7 @@ class MMoE(nn.Module):
         return torch.stack([g(x) for g in self.gates], dim=1).softmax(dim=-1)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = x.flatten(1)                                                 # B x F x D -> B x (F * D)
         experts = torch.stack([e(x) for e in self.experts], dim=1)       # B x E x H
         mixed = torch.bmm(self.gate_weights(x), experts)                 # B x K x H
         return list(mixed.unbind(dim=1))

@@ -14,7 +14,7 @@ from mtrec.layout import RunFiles
 from mtrec.spec import load_spec
 
 SPEC = load_spec("ml100k")
-PARAMS = load_params(overrides={"train.max_epochs": 2, "train.batch_size": 128})
+PARAMS = load_params(overrides={"train.max_epochs": 4, "train.batch_size": 128})
 
 
 def make_frame(n: int, seed: int, first_row: int = 0) -> pd.DataFrame:
@@ -61,7 +61,7 @@ def test_writes_predictions_and_metrics(trained):
     like, rating = result["tasks"]["like"], result["tasks"]["rating"]
     assert set(like) == {"auc", "logloss", "positive_rate", "n"} and set(rating) == {"mse", "rmse", "n"}
     assert like["auc"] == pytest.approx(metrics.auc(preds.like, preds.score_like))
-    assert like["auc"] > 0.6                                   # two epochs already rank above chance
+    assert like["auc"] > 0.6                                   # a few epochs already rank above chance
     assert like["positive_rate"] == pytest.approx(preds.like.mean())
     assert rating["rmse"] == pytest.approx(np.sqrt(np.mean((preds.rating - preds.score_rating) ** 2)))
 

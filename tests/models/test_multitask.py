@@ -90,3 +90,14 @@ def test_loss_decreases_on_a_learnable_toy_problem():
         loss().backward()
         opt.step()
     assert loss().item() < 0.2 * first
+
+
+def test_task_names_that_shadow_module_attributes_build_and_run():
+    """KuaiRand has a task called "forward"; an nn.ModuleDict keyed by it would refuse."""
+    import torch
+    from mtrec.config import ModelParams
+    from models.build import build_model
+
+    model = build_model([5, 7], 2, [("forward", "binary"), ("train", "binary")], ModelParams())
+    out = model(torch.randint(0, 5, (3, 2)), torch.randn(3, 2))
+    assert set(out) == {"forward", "train"} and out["forward"].shape == (3,)

@@ -58,7 +58,7 @@ def test_stop_gradient_holds_through_the_whole_model():
                                                       backbone={"name": "stem", "expert_hidden": [8]}))
     cat, num = torch.stack([torch.randint(0, 9, (5,)), torch.randint(0, 4, (5,))], 1), torch.randn(5, 1)
     torch.nn.functional.binary_cross_entropy_with_logits(model(cat, num)["like"], torch.ones(5)).backward()
-    assert _zero(model.embedding.tables[1].parameters()) and _zero(model.towers.heads["love"].parameters())
+    assert _zero(model.embedding.tables[1].parameters()) and _zero(model.towers.head("love").parameters())
     assert model.embedding.tables[0].table.weight.grad.abs().sum() > 0
 
 
