@@ -21,8 +21,7 @@ def render(ctx: RunContext) -> str:
     if blessing:
         lines.append(f"gate: {'BLESSED' if blessing['blessed'] else 'NOT blessed'} - {blessing['reason']}")
         for c in blessing.get("checks", []):
-            lines.append(f"  [{'pass' if c['passed'] else 'FAIL'}] {c['name']} {c.get('task') or ''}: "
-                         f"value={c.get('value')} threshold={c.get('threshold')}")
+            lines.append(f"  [{'pass' if c['passed'] else 'FAIL'}] {c.get('detail') or c['name']}")
     if export and export.get("exported"):
         worst = max((d for per_task in export["parity"]["max_abs_diff"].values() for d in per_task.values()), default=0.0)
         lines.append(f"onnx: {f.onnx} (onnxruntime parity max abs diff {worst:.1e})")
@@ -31,5 +30,4 @@ def render(ctx: RunContext) -> str:
     if promotion:
         lines.append(f"promotion: {'promoted to champion' if promotion.get('promoted') else 'not promoted'}"
                      f" - {promotion.get('reason', '')}")
-    lines.append(f"run_dir: {f.root}")
     return "\n".join(lines)
