@@ -7,7 +7,9 @@ from their TTL horizon, activity views from the run day's 00:00 stamp. Reruns ar
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import io
 from dataclasses import dataclass
 
 from features.store import open_store
@@ -30,7 +32,8 @@ def run(spec: DatasetSpec, params: Params, layout: Layout) -> MaterializeResult:
         if not view.name.startswith(f"{spec.name}_"):
             continue
         start = end - view.ttl - dt.timedelta(days=1)
-        store.materialize(start_date=start, end_date=end, feature_views=[view.name])
+        with contextlib.redirect_stdout(io.StringIO()):  # Feast prints coloured progress to stdout
+            store.materialize(start_date=start, end_date=end, feature_views=[view.name])
         done[view.name] = [start.isoformat(), end.isoformat()]
     if not done:
         raise RuntimeError(f"no Feast feature views registered for {spec.name}: run the features step first")

@@ -55,9 +55,23 @@ class GateParams:
 
     auc_floor: dict = field(default_factory=dict)
     max_auc_drop: float | None = None
+    # predicted/observed positive rate on the test day, for each task with an AUC floor
+    calibration_band: tuple[float, float] | None = None
+    # eCPM proxy: {k, min_uplift_lower, bootstrap, confidence, seed}; the lower bound of the
+    # paired-bootstrap interval of the relative uplift vs the champion must be >= min_uplift_lower
+    ecpm: dict = field(default_factory=dict)
 
     def merged(self, overrides: dict) -> "GateParams":
-        return GateParams(**{**self.__dict__, **(overrides or {})})
+        fields = {**self.__dict__, **(overrides or {})}
+        if fields.get("calibration_band") is not None:
+            fields["calibration_band"] = tuple(float(x) for x in fields["calibration_band"])
+        fields["ecpm"] = {**self.ecpm, **((overrides or {}).get("ecpm") or {})}
+        return GateParams(**fields)
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.auc_floor or self.max_auc_drop is not None or self.calibration_band
+                    or self.ecpm.get("min_uplift_lower") is not None)
 
 
 @dataclass(frozen=True)
@@ -149,7 +163,7 @@ def load_params(path: Path | None = None, overrides: dict[str, Any] | None = Non
             validate=ValidateParams().merged(raw.get("validate", {})),
             train=TrainParams(**raw.get("train", {})),
             model=ModelParams(**model_raw),
-            gate=GateParams(**raw.get("gate", {})),
+            gate=GateParams().merged(raw.get("gate", {})),
             export=ExportParams(**export_raw),
         )
     except (KeyError, TypeError) as exc:

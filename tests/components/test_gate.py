@@ -39,6 +39,7 @@ def _frame(n=400, seed=0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     age = rng.normal(30, 8, n)
     return pd.DataFrame({"row_id": np.arange(n) + 1000, "user_id": rng.integers(0, 20, n),
+                         "event_timestamp": pd.Timestamp("2024-01-02 12:00", tz="UTC"),
                          "item_id": rng.integers(0, 30, n), "age": age,
                          "like": ((age - 30) / 8 + rng.normal(0, 0.5, n) > 0).astype(float),
                          "rating": rng.integers(1, 6, n).astype(float)})
@@ -146,3 +147,39 @@ def test_unreadable_champion_blocks(tmp_path, champion_files):
     registry.set_champion(reg, {**record, "onnx": str(tmp_path / "gone.onnx")})
     b = _gate(tmp_path, _challenger(tmp_path), auc_floor={"like": 0.6}, max_auc_drop=0.01)
     assert not b.blessed and "could not be scored" in b.reason
+
+
+def _age_probability(df):
+    return 1 / (1 + np.exp(-(df["age"].to_numpy() - 30) / 8 * 4))
+
+
+def test_refused_when_the_ecpm_interval_is_too_low(tmp_path, champion_files):
+    _crown(tmp_path, champion_files)
+    noisy = np.random.default_rng(5).uniform(size=400)  # ranks candidates at random within requests
+    b = _gate(tmp_path, _challenger(tmp_path, scores_like=noisy),
+              ecpm={"k": 1, "min_uplift_lower": -0.05, "bootstrap": 400, "confidence": 0.95, "seed": 0})
+    check = next(c for c in b.checks if c.name == "ecpm_uplift")
+    assert not b.blessed and not check.passed
+    lo, hi = check.interval
+    assert lo <= check.value <= hi and lo < -0.05
+    assert b.challenger["ecpm"]["model"] < b.champion["ecpm"]["model"]
+    assert b.challenger["ecpm"]["random"] <= b.challenger["ecpm"]["oracle"]
+
+
+def test_blessed_when_the_ecpm_interval_clears(tmp_path, champion_files):
+    _crown(tmp_path, champion_files)
+    b = _gate(tmp_path, _challenger(tmp_path, scores_like=_age_probability(_frame(seed=2))),
+              ecpm={"k": 1, "min_uplift_lower": -0.05, "bootstrap": 400, "confidence": 0.95, "seed": 0})
+    check = next(c for c in b.checks if c.name == "ecpm_uplift")
+    assert b.blessed and check.passed and check.interval[0] >= -0.05, b.reason
+
+
+def test_refused_outside_the_calibration_band(tmp_path):
+    df = _frame(seed=2)
+    b = _gate(tmp_path, _challenger(tmp_path, scores_like=0.3 * _age_probability(df)),
+              auc_floor={"like": 0.6}, calibration_band=(0.8, 1.25))
+    check = next(c for c in b.checks if c.name == "calibration")
+    assert not b.blessed and not check.passed and check.value < 0.8
+    ok = _gate(tmp_path, _challenger(tmp_path, scores_like=_age_probability(df)),
+               auc_floor={"like": 0.6}, calibration_band=(0.8, 1.25))
+    assert ok.blessed, ok.reason
