@@ -3,14 +3,19 @@
 torch.onnx.export(dynamo=True) traces the ServingModel with a dynamic batch axis. A batch-1
 example makes torch.export specialise batch = 1 silently (DESIGN.md section 5), so the example
 batch is at least 2, the exported graph is checked for a symbolic batch dim, and parity is
-measured through onnxruntime at several batch sizes (1, 7, 1024 by default) on real test rows.
+measured through onnxruntime at several batch sizes (params.yaml: 1, 7, 4096) on real test rows.
+Serving latency is then measured on the same rows: onnxruntime (CPU session) next to torch eager
+(no_grad), p50/p99 over timed repeats after a warm-up, at batch 1 and 1024.
 
-Outputs in the run directory: model.onnx (one self-contained file) and export.json
-{exported, reason, opset, onnx_sha256, inputs, outputs, parity: {batch: {task: max|diff|}}, ...}.
+Outputs in the run directory: model.onnx (one self-contained file) and export.json, the run's
+serving metrics: {exported, reason, opset, onnx_sha256, inputs, outputs,
+parity: {atol, rows, max_abs_diff: {batch: {task: max|diff|}}},
+latency: {onnxruntime|torch_eager: {batch: {p50_ms, p99_ms}}}, latency_setup: {...}, ...}.
 """
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +31,10 @@ from mtrec.spec import DatasetSpec
 
 INPUT_NAMES = ("categorical", "numeric")
 EXAMPLE_BATCH = 8  # >= 2: a batch-1 example pins the batch dim to 1
+# Latency defaults; an ExportParams field of the same name (latency_batch_sizes, ...) wins.
+LATENCY_BATCH_SIZES = (1, 1024)
+LATENCY_REPEATS = 100  # timed calls per (engine, batch size); p99 of 100 ~ the 2nd slowest
+LATENCY_WARMUP = 10    # untimed calls first (allocator, thread pool, lazy init)
 
 # batch size -> (categorical int64 [B, Fc], numeric float32 [B, Fn])
 BatchBuilder = Callable[[int], tuple[np.ndarray, np.ndarray]]
@@ -129,6 +138,46 @@ def check_parity(module, onnx_path: Path, make_batch: BatchBuilder, batch_sizes:
     return report
 
 
+def measure_latency(module, onnx_path: Path, make_batch: BatchBuilder, batch_sizes: Sequence[int],
+                    repeats: int = LATENCY_REPEATS, warmup: int = LATENCY_WARMUP) -> dict:
+    """Per-call latency of onnxruntime (CPU session) and torch eager (no_grad) on the same batches.
+
+    Each (engine, batch size) gets `warmup` untimed calls, then `repeats` timed ones; inputs are
+    built before timing, so only the forward is measured. Returns
+    {"onnxruntime": {"<batch>": {"p50_ms": .., "p99_ms": ..}}, "torch_eager": {...}}.
+    """
+    import torch
+
+    from mtrec.onnx_scoring import session
+
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"latency needs repeats >= 1 and warmup >= 0, got {repeats}, {warmup}")
+    sess = session(onnx_path)
+    module = module.eval()
+    report: dict[str, dict[str, dict[str, float]]] = {"onnxruntime": {}, "torch_eager": {}}
+    for b in batch_sizes:
+        cat, num = make_batch(int(b))
+        feed = {"categorical": np.ascontiguousarray(cat, dtype=np.int64),
+                "numeric": np.ascontiguousarray(num, dtype=np.float32)}
+        tensors = (torch.from_numpy(feed["categorical"]), torch.from_numpy(feed["numeric"]))
+        report["onnxruntime"][str(int(b))] = _time_calls(lambda: sess.run(None, feed), repeats, warmup)
+        with torch.no_grad():
+            report["torch_eager"][str(int(b))] = _time_calls(lambda: module(*tensors), repeats, warmup)
+    return report
+
+
+def _time_calls(call: Callable[[], object], repeats: int, warmup: int) -> dict[str, float]:
+    for _ in range(warmup):
+        call()
+    ms = np.empty(repeats)
+    for i in range(repeats):
+        start = time.perf_counter_ns()
+        call()
+        ms[i] = (time.perf_counter_ns() - start) / 1e6
+    p50, p99 = np.percentile(ms, [50, 99])
+    return {"p50_ms": round(float(p50), 4), "p99_ms": round(float(p99), 4)}
+
+
 def load_serving_module(run_files: RunFiles):
     """The run's trained model in its serving form (tuple of per-task [B] outputs)."""
     from models.build import load_trained
@@ -162,6 +211,10 @@ def run(run_files: RunFiles, spec: DatasetSpec, params: Params) -> ExportResult:
         module = load_serving_module(run_files)
         onnx_path = export_onnx(module, *make_batch(EXAMPLE_BATCH), run_files.onnx, tasks, opts.opset)
         parity = check_parity(module, onnx_path, make_batch, opts.parity_batch_sizes, opts.parity_atol, tasks)
+        latency_opts = {"batch_sizes": tuple(getattr(opts, "latency_batch_sizes", LATENCY_BATCH_SIZES)),
+                        "repeats": int(getattr(opts, "latency_repeats", LATENCY_REPEATS)),
+                        "warmup": int(getattr(opts, "latency_warmup", LATENCY_WARMUP))}
+        latency = measure_latency(module, onnx_path, make_batch, **latency_opts)
     except Exception as exc:
         # Overwrite any export.json of an earlier attempt: a failed export must not look promotable.
         write_json(run_files.export_report, {"exported": False, "reason": f"export failed: {exc}"})
@@ -171,11 +224,21 @@ def run(run_files: RunFiles, spec: DatasetSpec, params: Params) -> ExportResult:
         "opset": opts.opset, "inputs": list(INPUT_NAMES), "outputs": tasks,
         "parity": {"atol": opts.parity_atol, "rows": "test split" if len(test) else "random",
                    "max_abs_diff": {str(b): d for b, d in parity.items()}},
+        "latency": latency,
+        "latency_setup": {"repeats": latency_opts["repeats"], "warmup": latency_opts["warmup"],
+                          "rows": "test split" if len(test) else "random", "device": "cpu",
+                          "torch_threads": _torch_threads()},
     }
     if run_files.checkpoint.is_file():
         report["checkpoint_sha256"] = sha256_file(run_files.checkpoint)
     write_json(run_files.export_report, report)
     return ExportResult(skipped=False, reason="blessed", onnx_path=onnx_path, report=report)
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def _not_blessed(run_files: RunFiles) -> str | None:

@@ -21,5 +21,50 @@ def overrides_from_context(context: dict[str, Any]) -> dict[str, Any]:
     return overrides
 
 
+# Errors a retry cannot fix: the data or the configuration is wrong, or a spec is missing.
+PERMANENT = ("DataValidationError", "ConfigError", "SpecError", "RowCountError")
+
+
 def run_step_for_context(step: str, context: dict[str, Any]) -> dict:
-    return run_step(step, RunContext.create(overrides_from_context(context)))
+    try:
+        return run_step(step, RunContext.create(overrides_from_context(context)))
+    except Exception as exc:
+        if type(exc).__name__ in PERMANENT:
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+        raise
+
+
+def record_failure(context: dict[str, Any]) -> None:
+    """on_failure_callback: write artifacts/failures/<dataset>/<date>/<task>.json (who, what, why)."""
+    import json
+    import traceback
+
+    from mtrec.atomic import write_json
+    from mtrec.config import load_params
+
+    ti = context.get("task_instance") or context.get("ti")
+    exc = context.get("exception")
+    try:
+        overrides = overrides_from_context(context)
+        params = load_params(overrides=overrides)
+        where = params.artifacts_root / "failures" / params.dataset / params.date
+    except Exception:  # a broken conf must still leave a record
+        from mtrec.config import home
+        where = home() / "artifacts" / "failures" / "_unparsed"
+    task_id = getattr(ti, "task_id", "unknown")
+    write_json(where / f"{task_id}.json", {
+        "dag_id": getattr(ti, "dag_id", None), "task_id": task_id, "run_id": getattr(ti, "run_id", None),
+        "try_number": getattr(ti, "try_number", None),
+        "error": f"{type(exc).__name__}: {exc}" if exc else None,
+        "traceback": "".join(traceback.format_exception(exc)) if isinstance(exc, BaseException) else None,
+        "conf": json.loads(json.dumps(dict(getattr(context.get("dag_run"), "conf", None) or {}), default=str)),
+    })
+
+
+def deadline_missed(context: dict[str, Any] | None = None, **kwargs) -> None:
+    """Deadline alert callback: log loudly (wire a pager here)."""
+    import logging
+
+    logging.getLogger("mtrec").error("mtl_daily_retrain missed its deadline: %s", (context or {}).get("dag_run"))

@@ -3,6 +3,8 @@
     mtrec run --dataset ml100k --date 1998-03-01          # all steps in one process
     mtrec train --dataset ml100k --date 1998-03-01        # a single step (what DVC stages call)
     mtrec run --date 1998-03-01 --set train.max_epochs=3 --conf '{"backbone": "mmoe"}'
+    mtrec models list                                     # champions in artifacts/registry
+    mtrec models rollback --dataset ml100k --model mmoe   # serve the previous champion again
 """
 from __future__ import annotations
 
@@ -63,7 +65,35 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--conf", default=None)
     data.add_argument("--dataset", default=None)
     data.add_argument("--date", default=None)
+    _add_models_parser(sub)
     return parser
+
+
+def _add_models_parser(sub) -> None:
+    """`mtrec models list | show | rollback` over the registry (logic in mtrec/models_cli.py)."""
+    models = sub.add_parser("models", help="list, show or roll back the registry's champions")
+    models_sub = models.add_subparsers(dest="models_command", required=True)
+    ls = models_sub.add_parser("list", help="every (data set, model family) with its champion")
+    ls.add_argument("--dataset", help="only this data set")
+    show = models_sub.add_parser("show", help="a family's champion record and its history")
+    rollback = models_sub.add_parser("rollback", help="restore the previous champion of a family")
+    for p in (show, rollback):
+        p.add_argument("--dataset", required=True, help="data set name")
+        p.add_argument("--model", required=True, help="model family (run.model_name)")
+    for p in (ls, show, rollback):
+        p.add_argument("--params", type=Path, default=None, help="params.yaml to read (default: the repo's)")
+
+
+def _run_models(args: argparse.Namespace) -> str:
+    from mtrec import models_cli
+    from mtrec.config import load_params
+
+    root = load_params(args.params).artifacts_root
+    if args.models_command == "list":
+        return models_cli.list_models(root, args.dataset)
+    if args.models_command == "show":
+        return models_cli.show_model(root, args.dataset, args.model)
+    return models_cli.rollback_model(root, args.dataset, args.model)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "models":
+            print(_run_models(args))
+            return 0
         if args.command == "bench":
             overrides = _overrides(args)
             command = "mtrec " + " ".join(argv if argv is not None else sys.argv[1:])

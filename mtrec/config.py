@@ -78,7 +78,7 @@ class GateParams:
 class ExportParams:
     opset: int = 18
     parity_atol: float = 1e-5
-    parity_batch_sizes: tuple[int, ...] = (1, 7, 1024)
+    parity_batch_sizes: tuple[int, ...] = (1, 7, 4096)
 
 
 @dataclass(frozen=True)

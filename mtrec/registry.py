@@ -133,7 +133,7 @@ def rollback(registry_dir: Path) -> dict:
     """
     registry_dir = Path(registry_dir)
     with locked(registry_dir):
-        stack = _champion_stack(history(registry_dir))
+        stack = _champion_stack(history(registry_dir), current_champion(registry_dir))
         if len(stack) < 2:
             raise RegistryError(f"{registry_dir}: no earlier champion to roll back to")
         current, previous = stack[-1], stack[-2]
@@ -146,12 +146,27 @@ def rollback(registry_dir: Path) -> dict:
         return previous
 
 
-def _champion_stack(events: list[dict]) -> list[dict]:
+def _champion_stack(events: list[dict], champion: dict | None) -> list[dict]:
+    """Champions that really served, oldest first, replayed from the history.
+
+    The history line is written before the pointer flips, so a crash in between leaves a line
+    for a change that never took effect. An event took effect when the next event says it
+    replaced that event's model, or, for the last event, when champion.json names its model.
+    """
+    def took_effect(i: int) -> bool:
+        record = events[i]["record"]
+        if i + 1 < len(events):
+            return events[i + 1].get("replaced") == record["run_dir"]
+        return champion is not None and (champion.get("run_dir"), champion.get("onnx_sha256")) == (
+            record["run_dir"], record["onnx_sha256"])
+
     stack: list[dict] = []
-    for e in events:
+    for i, e in enumerate(events):
+        if not took_effect(i):
+            continue
         if e["event"] == "promote":
             stack.append(e["record"])
-        elif e["event"] == "rollback":
+        elif e["event"] == "rollback" and stack:
             stack.pop()
     return stack
 

@@ -101,3 +101,19 @@ def test_store_artifacts_is_content_addressed(tmp_path):
     assert stored["onnx"].endswith(f"models/{rec['onnx_sha256']}/model.onnx")
     (tmp_path / "runs" / "2024-01-01" / "model.onnx").write_bytes(b"re-run overwrote it")
     assert registry.sha256_file(stored["onnx"]) == rec["onnx_sha256"]  # the copy is untouched
+
+
+def test_a_crash_before_the_flip_leaves_no_phantom_champion_for_rollback(tmp_path):
+    """History is written ahead of the flip: a line whose flip never happened must not count."""
+    import json
+
+    reg = tmp_path / "reg"
+    a, b = _record(tmp_path, "a"), _record(tmp_path, "b")
+    registry.set_champion(reg, a)
+    # the write-ahead line of a promotion of b whose pointer flip never happened
+    with open(reg / "history.jsonl", "a") as f:
+        f.write(json.dumps({"event": "promote", "record": b, "replaced": a["run_dir"], "timestamp": "t",
+                            "run_dir": b["run_dir"], "run_date": None, "onnx_sha256": b["onnx_sha256"]}) + "\n")
+    with pytest.raises(registry.RegistryError, match="no earlier champion"):
+        registry.rollback(reg)
+    assert registry.current_champion(reg)["run_dir"] == a["run_dir"]

@@ -1,4 +1,4 @@
-"""ONNX export: dynamic batch, onnxruntime parity at 1/7/1024, blessing gate, export.json."""
+"""ONNX export: dynamic batch, onnxruntime parity at 1/7/4096, latency, blessing gate, export.json."""
 from __future__ import annotations
 
 import numpy as np
@@ -11,7 +11,7 @@ from torch import nn
 from components import export
 from components.encode import Encoders
 from mtrec.atomic import read_json, write_json
-from mtrec.config import ExportParams, GateParams, ModelParams, Params, TrainParams, ValidateParams, WindowParams
+from mtrec.config import ExportParams, GateParams, load_params, ModelParams, Params, TrainParams, ValidateParams, WindowParams
 from mtrec.layout import RunFiles
 from mtrec.onnx_scoring import score_with_onnx
 from mtrec.registry import sha256_file
@@ -48,9 +48,10 @@ def toy_frame(n=300, seed=0) -> pd.DataFrame:
                          "rating": rating.astype(float)})
 
 
-def make_params(tmp_path, **gate) -> Params:
+def make_params(tmp_path, export_params: ExportParams | None = None, **gate) -> Params:
     return Params("toy", "2024-01-02", "tiny", tmp_path / "data", tmp_path / "artifacts", WindowParams(1),
-                  ValidateParams(), TrainParams(), ModelParams(), GateParams(**gate), ExportParams())
+                  ValidateParams(), TrainParams(), ModelParams(), GateParams(**gate),
+                  export_params or ExportParams())
 
 
 @pytest.fixture(scope="module")
@@ -72,11 +73,27 @@ def test_export_has_dynamic_batch_and_named_io(exported):
     assert not list(path.parent.glob(".*.tmp"))  # atomic write left no temp file
 
 
-def test_parity_at_batch_1_7_1024(exported):
+def test_parity_at_batch_1_7_4096(exported):
     module, path, make = exported
-    report = export.check_parity(module, path, make, (1, 7, 1024), 1e-5, ["like", "love", "rating"])
-    assert set(report) == {1, 7, 1024}
+    report = export.check_parity(module, path, make, (1, 7, 4096), 1e-5, ["like", "love", "rating"])
+    assert set(report) == {1, 7, 4096}
     assert all(0.0 <= d <= 1e-5 for diffs in report.values() for d in diffs.values())
+
+
+def test_params_yaml_checks_parity_at_1_7_4096():
+    assert load_params().export.parity_batch_sizes == (1, 7, 4096)
+
+
+def test_latency_percentiles_per_engine_and_batch(exported):
+    module, path, make = exported
+    report = export.measure_latency(module, path, make, (1, 1024), repeats=5, warmup=1)
+    assert set(report) == {"onnxruntime", "torch_eager"}
+    for engine in report.values():
+        assert set(engine) == {"1", "1024"}
+        for stats in engine.values():
+            assert set(stats) == {"p50_ms", "p99_ms"} and 0.0 < stats["p50_ms"] <= stats["p99_ms"]
+    with pytest.raises(ValueError, match="repeats"):
+        export.measure_latency(module, path, make, (1,), repeats=0)
 
 
 def test_parity_fails_loudly_when_graph_differs(exported):
@@ -122,13 +139,21 @@ def test_run_exports_blessed_and_scores_like_torch(tmp_path, monkeypatch):
     torch.manual_seed(3)
     module = Tiny(enc.cardinalities, len(enc.numeric)).eval()
     monkeypatch.setattr(export, "load_serving_module", lambda _: module)
-    result = export.run(rf, SPEC, make_params(tmp_path))
+    monkeypatch.setattr(export, "LATENCY_REPEATS", 5)
+    monkeypatch.setattr(export, "LATENCY_WARMUP", 1)
+    result = export.run(rf, SPEC, make_params(tmp_path, ExportParams(parity_batch_sizes=(1, 7, 4096))))
     report = read_json(rf.export_report)
     assert not result.skipped and report["exported"] is True
     assert report["onnx_sha256"] == sha256_file(rf.onnx)
     assert report["parity"]["rows"] == "test split"
-    assert set(report["parity"]["max_abs_diff"]) == {"1", "7", "1024"}  # 1024 > 300 rows: tiled
+    assert set(report["parity"]["max_abs_diff"]) == {"1", "7", "4096"}  # 4096 > 300 rows: tiled
     assert report["outputs"] == ["like", "love", "rating"] and report["opset"] == 18
+    # Serving metrics: p50/p99 per engine at batch 1 and 1024, next to each other.
+    lat = report["latency"]
+    assert set(lat) == {"onnxruntime", "torch_eager"}
+    assert all(set(lat[e]) == {"1", "1024"} for e in lat)
+    assert all(0.0 < s["p50_ms"] <= s["p99_ms"] for e in lat.values() for s in e.values())
+    assert report["latency_setup"]["repeats"] == 5 and report["latency_setup"]["rows"] == "test split"
 
     scores = score_with_onnx(rf.onnx, rf.encoders, df, batch_size=64)  # several batches
     cat, num = enc.transform(df)

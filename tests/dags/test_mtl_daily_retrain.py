@@ -60,10 +60,14 @@ def test_dag_imports_and_wires_every_pipeline_step_in_order(airflow_home, monkey
 
 
 def test_dag_top_level_imports_no_heavy_library():
-    code = (DAGS / "mtl_daily_retrain.py").read_text()
-    head = code.split("with DAG(")[0]
-    for heavy in ("torch", "feast", "great_expectations", "components", "mtrec"):
-        assert f"import {heavy}" not in head and f"from {heavy}" not in head
+    """Only module-level imports count: task bodies import mtrec lazily, inside the task."""
+    import ast
+
+    tree = ast.parse((DAGS / "mtl_daily_retrain.py").read_text())
+    top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    names = {a.name.split(".")[0] for n in top if isinstance(n, ast.Import) for a in n.names}
+    names |= {n.module.split(".")[0] for n in top if isinstance(n, ast.ImportFrom) and n.module}
+    assert names <= {"__future__", "os", "datetime", "pathlib", "pendulum", "airflow"}, names
 
 
 def test_two_consecutive_daily_runs_through_airflow_gate_the_second_against_the_first(airflow_home):
@@ -93,3 +97,15 @@ def test_two_consecutive_daily_runs_through_airflow_gate_the_second_against_the_
     champion = json.loads((tmp_path / "artifacts" / "registry" / "ml100k" / "mmoe" / "champion.json").read_text())
     expected = "1998-03-02" if blessing["blessed"] else "1998-03-01"
     assert champion["run_date"] == expected
+
+
+def test_a_day_without_events_fails_fast_with_a_failure_record_and_no_retry(airflow_home):
+    env = _airflow_env(airflow_home)
+    day = "1997-12-11"  # ML-100K holds no rating on this day
+    proc = subprocess.run([str(BIN / "airflow"), "dags", "test", "mtl_daily_retrain", day, "-c",
+                           json.dumps({"dataset": "ml100k", "train_days": 10})], env=env, capture_output=True, text=True)
+    assert proc.returncode != 0
+    record = json.loads((airflow_home / "artifacts" / "failures" / "ml100k" / day / "validate.json").read_text())
+    assert "no events landed for run date 1997-12-11" in record["error"] and record["try_number"] == 1
+    assert "AirflowFailException" in record["error"] or "DataValidationError" in record["error"]
+    assert not (airflow_home / "artifacts" / "runs" / "ml100k" / day / "mmoe" / "model.pt").exists()
