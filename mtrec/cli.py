@@ -21,14 +21,7 @@ def _overrides(args: argparse.Namespace) -> dict:
     conf = json.loads(args.conf) if args.conf else {}
     if not isinstance(conf, dict):
         raise SystemExit("--conf must be a JSON object")
-    for item in args.set or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--set expects key=value, got {item!r}")
-        try:
-            conf[key] = json.loads(value)
-        except json.JSONDecodeError:
-            conf[key] = value
+    conf.update(_parse_set(args.set))
     if args.dataset:
         conf["dataset"] = args.dataset
     if args.date:
@@ -65,6 +58,21 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--conf", default=None)
     data.add_argument("--dataset", default=None)
     data.add_argument("--date", default=None)
+    quality = bench_sub.add_parser("quality", help="every backbone x seeds on real data; writes docs/RESULTS.md")
+    quality.add_argument("--datasets", nargs="+", default=["ml100k", "kuairand"])
+    quality.add_argument("--backbones", nargs="+", default=None, help="default: all nine")
+    quality.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    quality.add_argument("--results", type=Path, default=Path(__file__).resolve().parent.parent / "docs" / "RESULTS.md")
+    quality.add_argument("--set", action="append", metavar="KEY=VALUE")
+    train_b = bench_sub.add_parser("train", help="samples/s per backbone vs the no-data-path limit and a DataLoader")
+    train_b.add_argument("--rows", type=int, default=1_000_000)
+    train_b.add_argument("--backbones", nargs="+", default=None, help="default: all nine")
+    train_b.add_argument("--batch-size", type=int, default=1024)
+    train_b.add_argument("--epochs", type=int, default=1)
+    metrics_b = bench_sub.add_parser("metrics", help="time each evaluator metric on random data with ties")
+    metrics_b.add_argument("--rows", type=int, default=10_000_000)
+    metrics_b.add_argument("--users", type=int, default=100_000)
+    metrics_b.add_argument("--seed", type=int, default=0)
     _add_models_parser(sub)
     return parser
 
@@ -96,6 +104,39 @@ def _run_models(args: argparse.Namespace) -> str:
     return models_cli.rollback_model(root, args.dataset, args.model)
 
 
+def _bench_models(args: argparse.Namespace, command: str) -> int:
+    from models.backbones import BACKBONES
+
+    backbones = args.backbones or list(BACKBONES)
+    if args.bench == "quality":
+        from mtrec.bench import quality
+
+        extra = {k: v for k, v in (_parse_set(args.set)).items()}
+        print(quality.run(args.datasets, backbones, args.seeds, args.results, command, extra))
+    elif args.bench == "train":
+        from mtrec.bench import train
+
+        print(train.run(args.rows, backbones, args.batch_size, args.epochs))
+    else:
+        from mtrec.bench import metrics
+
+        print(metrics.run(args.rows, args.users, args.seed))
+    return 0
+
+
+def _parse_set(items: list[str] | None) -> dict:
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects key=value, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     import warnings
 
@@ -111,8 +152,10 @@ def main(argv: list[str] | None = None) -> int:
             print(_run_models(args))
             return 0
         if args.command == "bench":
-            overrides = _overrides(args)
             command = "mtrec " + " ".join(argv if argv is not None else sys.argv[1:])
+            if args.bench in ("quality", "train", "metrics"):
+                return _bench_models(args, command)
+            overrides = _overrides(args)
             if args.bench == "data":
                 from mtrec.bench import data
 
