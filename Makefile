@@ -15,7 +15,7 @@ export AIRFLOW__CORE__UNIT_TEST_MODE := False
 DEMO_DATASET ?= ml100k
 DEMO_DATES ?= 1998-03-01 1998-03-02
 
-.PHONY: install demo test test-slow airflow-db clean
+.PHONY: install demo test test-slow airflow-db browser clean
 
 install: $(VENV)/.installed
 
@@ -36,7 +36,11 @@ demo: install airflow-db
 	  $(BIN)/mtrec summary --dataset $(DEMO_DATASET) --date $$d; \
 	done
 
-test: install
+# The report test opens the HTML in headless Chromium (Debian's package).
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
+test: install browser
 	$(BIN)/pytest -q -m "not slow and not services"
 
 test-slow: install

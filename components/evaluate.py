@@ -1,4 +1,29 @@
-"""Evaluate component: score the test split with the served function, write predictions and metrics."""
+"""Evaluate component: score the test split with the served function, write predictions and metrics.
+
+metrics.json (every value a number or null; null with a "note" where a metric is undefined):
+
+    n_test
+    tasks.<binary task>: auc, logloss, positive_rate, n,
+        gauc, gauc_users     per-user AUC weighted by the user's impressions, over the users
+                             (spec user key) that have both classes; gauc_users counts them
+        calibration          {pred_obs_ratio: mean score / positive rate,
+                              ece: expected calibration error, ECE_BINS = 10 equal-width bins}
+        multi_auc            {<partner task>: Multi-AUC of this task's score}, only for binary
+                             tasks in a parent/child pair of the spec (DESIGN section 4): the four
+                             (this, partner) label classes ordered (1,1) > (1,0) > (0,1) > (0,0),
+                             i.e. ++ > +- > -+ > -- for the parent and ++ > -+ > +- > -- for the
+                             child in (parent, child) notation
+    tasks.<regression task>: mse, rmse, n
+    consistency          only when the spec has a regression task and another task:
+        {<regression task>: {<other task>: {ratio, reverse_ratio, pairs, n}}}
+        DML's consistency ratio (section 3.2): among test row pairs with different values of the
+        regression label (the graded reference, e.g. the rating), the share in which both tasks'
+        scores order the pair like the reference (strictly); reverse_ratio the share in which
+        both order it the other way. Needs a graded reference (at most CONSISTENCY_MAX_LEVELS
+        distinct values), else null with a note.
+
+Each metric uses the rows where its labels are present (NaN labels are left out).
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -35,8 +60,14 @@ def score_frame(model: MultiTaskModel | ServingModel, encoders: Encoders, df: pd
             for name, p in zip(serving.output_names, parts)}
 
 
-def task_metrics(kind: str, y: np.ndarray, score: np.ndarray) -> dict:
-    """Metrics of one task over rows with a label (NaN labels are left out and not counted)."""
+ECE_BINS = 10                # equal-width probability bins of the expected calibration error
+CONSISTENCY_MAX_LEVELS = 64  # distinct reference values the consistency ratio accepts (ratings: 5)
+
+
+def task_metrics(kind: str, y: np.ndarray, score: np.ndarray, groups: np.ndarray | None = None) -> dict:
+    """Metrics of one task over rows with a label (NaN labels are left out and not counted).
+
+    groups (one user id per row) adds gauc/gauc_users to a binary task."""
     keep = np.isfinite(y)
     y, score = y[keep], score[keep]
     n = int(y.size)
@@ -44,13 +75,63 @@ def task_metrics(kind: str, y: np.ndarray, score: np.ndarray) -> dict:
         if n == 0:
             return {"mse": None, "rmse": None, "n": 0, "note": "no labelled test rows"}
         return {"mse": metrics.mse(y, score), "rmse": metrics.rmse(y, score), "n": n}
+    out: dict = {"auc": None, "logloss": None, "positive_rate": None, "n": n}
+    if groups is not None:
+        out |= {"gauc": None, "gauc_users": 0}
+    out["calibration"] = None
     if n == 0:
-        return {"auc": None, "logloss": None, "positive_rate": None, "n": 0, "note": "no labelled test rows"}
-    out = {"auc": None, "logloss": metrics.log_loss(y, score), "positive_rate": float(np.mean(y > 0.5)), "n": n}
+        return out | {"note": "no labelled test rows"}
+    out |= {"logloss": metrics.log_loss(y, score), "positive_rate": float(np.mean(y > 0.5)),
+            "calibration": metrics.calibration(y, score, ECE_BINS)}
     if 0.0 < out["positive_rate"] < 1.0:
         out["auc"] = metrics.auc(y, score)
     else:
         out["note"] = f"AUC undefined: every test label is {int(out['positive_rate'])}"
+    if groups is not None:
+        g = np.asarray(groups)[keep]
+        out["gauc_users"] = metrics.gauc_groups(y, g)
+        if out["gauc_users"]:
+            out["gauc"] = metrics.gauc(y, score, g)
+    return out
+
+
+def funnel_pairs(spec: DatasetSpec) -> list[tuple[str, str]]:
+    """(parent, child) pairs of binary tasks declared in the spec."""
+    kinds = {t.name: t.type for t in spec.tasks}
+    return [(t.parent, t.name) for t in spec.tasks
+            if t.parent and kinds.get(t.parent) == "binary" and t.type == "binary"]
+
+
+def multi_auc_of(y_self: np.ndarray, y_partner: np.ndarray, score: np.ndarray) -> float | None:
+    """Multi-AUC of score over the rows with both labels; None when fewer than two classes occur."""
+    keep = np.isfinite(y_self) & np.isfinite(y_partner)
+    classes = 2 * (y_self[keep] > 0.5) + (y_partner[keep] > 0.5)
+    if np.unique(classes).size < 2:
+        return None
+    return metrics.multi_auc(y_self[keep], y_partner[keep], score[keep])
+
+
+def consistency_metrics(spec: DatasetSpec, labels: pd.DataFrame, scores: dict[str, np.ndarray]) -> dict | None:
+    """DML consistency ratio of every other task's score with each regression task's score,
+    against that regression task's label; None when the spec has no such pair of tasks."""
+    references = [t.name for t in spec.tasks if t.type == "regression"]
+    if not references or len(spec.tasks) < 2:
+        return None
+    out: dict = {}
+    for ref in references:
+        y = labels[ref].to_numpy(dtype=np.float64)
+        keep = np.isfinite(y)
+        out[ref] = {}
+        for task in spec.task_names:
+            if task == ref:
+                continue
+            entry: dict = {"ratio": None, "reverse_ratio": None, "pairs": 0, "n": int(keep.sum())}
+            try:
+                entry |= metrics.consistency_ratio(y[keep], scores[task][keep], scores[ref][keep],
+                                                   max_levels=CONSISTENCY_MAX_LEVELS)
+            except ValueError as err:                 # one reference value only, or not graded
+                entry["note"] = str(err)
+            out[ref][task] = entry
     return out
 
 
@@ -72,7 +153,16 @@ def run(run_files: RunFiles, spec: DatasetSpec, params: Params) -> dict:
     with atomic_path(run_files.predictions) as tmp:
         preds.to_parquet(tmp, index=False)
 
-    result = {"n_test": int(len(test)),
-              "tasks": {t.name: task_metrics(t.type, preds[t.name].to_numpy(), scores[t.name]) for t in spec.tasks}}
+    users = test[spec.user_key].to_numpy() if spec.user_key in test.columns else None
+    result: dict = {"n_test": int(len(test)),
+                    "tasks": {t.name: task_metrics(t.type, preds[t.name].to_numpy(), scores[t.name],
+                                                   users if t.is_binary else None) for t in spec.tasks}}
+    for parent, child in funnel_pairs(spec):
+        y_parent, y_child = preds[parent].to_numpy(), preds[child].to_numpy()
+        result["tasks"][parent].setdefault("multi_auc", {})[child] = multi_auc_of(y_parent, y_child, scores[parent])
+        result["tasks"][child].setdefault("multi_auc", {})[parent] = multi_auc_of(y_child, y_parent, scores[child])
+    consistency = consistency_metrics(spec, preds, scores)
+    if consistency is not None:
+        result["consistency"] = consistency
     write_json(run_files.metrics, result)
     return result

@@ -31,7 +31,7 @@ from mtrec.spec import DatasetSpec
 
 INPUT_NAMES = ("categorical", "numeric")
 EXAMPLE_BATCH = 8  # >= 2: a batch-1 example pins the batch dim to 1
-# Latency defaults; an ExportParams field of the same name (latency_batch_sizes, ...) wins.
+# Defaults of measure_latency when called on its own; a run takes params.yaml `export:`.
 LATENCY_BATCH_SIZES = (1, 1024)
 LATENCY_REPEATS = 100  # timed calls per (engine, batch size); p99 of 100 ~ the 2nd slowest
 LATENCY_WARMUP = 10    # untimed calls first (allocator, thread pool, lazy init)
@@ -211,9 +211,8 @@ def run(run_files: RunFiles, spec: DatasetSpec, params: Params) -> ExportResult:
         module = load_serving_module(run_files)
         onnx_path = export_onnx(module, *make_batch(EXAMPLE_BATCH), run_files.onnx, tasks, opts.opset)
         parity = check_parity(module, onnx_path, make_batch, opts.parity_batch_sizes, opts.parity_atol, tasks)
-        latency_opts = {"batch_sizes": tuple(getattr(opts, "latency_batch_sizes", LATENCY_BATCH_SIZES)),
-                        "repeats": int(getattr(opts, "latency_repeats", LATENCY_REPEATS)),
-                        "warmup": int(getattr(opts, "latency_warmup", LATENCY_WARMUP))}
+        latency_opts = {"batch_sizes": tuple(opts.latency_batch_sizes), "repeats": int(opts.latency_repeats),
+                        "warmup": int(opts.latency_warmup)}
         latency = measure_latency(module, onnx_path, make_batch, **latency_opts)
     except Exception as exc:
         # Overwrite any export.json of an earlier attempt: a failed export must not look promotable.

@@ -44,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
         _common(sub.add_parser(name, help=f"run the {name} step"))
     _common(sub.add_parser("run", help="every step of the daily run, in one process"))
     _common(sub.add_parser("summary", help="print a finished run's metrics, gate decision and model"))
+    rng = sub.add_parser("report-range", help="one HTML page over a range of run dates (a backfill)")
+    _common(rng)
+    rng.add_argument("--first", required=True, help="first run date YYYY-MM-DD")
+    rng.add_argument("--last", required=True, help="last run date YYYY-MM-DD")
     bench = sub.add_parser("bench", help="measure speed (prints Markdown for docs/BENCHMARKS.md)")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
     daily = bench_sub.add_parser("daily", help="wall time of each step of consecutive daily runs")
@@ -167,6 +171,11 @@ def main(argv: list[str] | None = None) -> int:
             print(daily.run(overrides.pop("dataset", "ml100k"), args.dates, overrides, args.source_dir))
             return 0
         ctx = RunContext.create(_overrides(args), args.params)
+        if args.command == "report-range":
+            from components.report import range_report
+
+            print(range_report(ctx.layout, ctx.params.model_name, args.first, args.last))
+            return 0
         if args.command == "summary":
             from mtrec.summary import render
             print(render(ctx))

@@ -79,6 +79,9 @@ class ExportParams:
     opset: int = 18
     parity_atol: float = 1e-5
     parity_batch_sizes: tuple[int, ...] = (1, 7, 4096)
+    latency_batch_sizes: tuple[int, ...] = (1, 1024)
+    latency_repeats: int = 100
+    latency_warmup: int = 10
 
 
 @dataclass(frozen=True)
@@ -151,8 +154,9 @@ def load_params(path: Path | None = None, overrides: dict[str, Any] | None = Non
         model_raw = dict(raw.get("model", {}))
         model_raw["tower_hidden"] = tuple(model_raw.get("tower_hidden", (32,)))
         export_raw = dict(raw.get("export", {}))
-        if "parity_batch_sizes" in export_raw:
-            export_raw["parity_batch_sizes"] = tuple(export_raw["parity_batch_sizes"])
+        for key in ("parity_batch_sizes", "latency_batch_sizes"):
+            if key in export_raw:
+                export_raw[key] = tuple(export_raw[key])
         params = Params(
             dataset=str(run["dataset"]),
             date=str(run["date"]),

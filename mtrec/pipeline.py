@@ -95,6 +95,11 @@ def _promote(ctx: RunContext):
     return promote.run(ctx.run_files, ctx.spec, ctx.params, ctx.layout)
 
 
+def _report(ctx: RunContext):
+    from components import report
+    return report.run(ctx.run_files, ctx.spec, ctx.params, ctx.layout)
+
+
 # Order is the data flow. `fetch` is idempotent: it downloads or copies a source once.
 STEPS: dict[str, Callable[[RunContext], Any]] = {
     "fetch": _fetch,
@@ -108,6 +113,7 @@ STEPS: dict[str, Callable[[RunContext], Any]] = {
     "gate": _gate,
     "export": _export,
     "promote": _promote,
+    "report": _report,
 }
 ALL_STEPS = STEPS
 

@@ -30,4 +30,6 @@ def render(ctx: RunContext) -> str:
     if promotion:
         lines.append(f"promotion: {'promoted to champion' if promotion.get('promoted') else 'not promoted'}"
                      f" - {promotion.get('reason', '')}")
+    if (f.root / "report.html").is_file():
+        lines.append(f"report: {f.root / 'report.html'}")
     return "\n".join(lines)

@@ -20,6 +20,8 @@ from typing import Sequence
 
 from torch import nn
 
+from mtrec.config import ConfigError  # a bad name in params or the trigger form: not retried
+
 from models.backbones.aitm import AITM
 from models.backbones.cross_stitch import CrossStitch
 from models.backbones.esmm import ESMM
@@ -45,7 +47,7 @@ BACKBONES: dict[str, type[nn.Module]] = {
 
 def backbone_class(name: str) -> type[nn.Module]:
     if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r} (known: {', '.join(sorted(BACKBONES))})")
+        raise ConfigError(f"unknown backbone {name!r} (known: {', '.join(sorted(BACKBONES))})")
     return BACKBONES[name]
 
 

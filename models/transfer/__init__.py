@@ -4,6 +4,7 @@ from __future__ import annotations
 from torch import nn
 
 from models.transfer.none import NoTransfer
+from mtrec.config import ConfigError  # a bad name in params or the trigger form: not retried
 
 TRANSFERS: dict[str, type[nn.Module]] = {"none": NoTransfer}
 
@@ -11,7 +12,7 @@ TRANSFERS: dict[str, type[nn.Module]] = {"none": NoTransfer}
 def build_transfer(name: str, in_dim: int, n_tasks: int, **hparams) -> nn.Module:
     """Instantiate a registered transfer method; it exposes `out_dim`."""
     if name not in TRANSFERS:
-        raise ValueError(f"unknown transfer {name!r} (known: {', '.join(sorted(TRANSFERS))})")
+        raise ConfigError(f"unknown transfer {name!r} (known: {', '.join(sorted(TRANSFERS))})")
     try:
         return TRANSFERS[name](in_dim, n_tasks, **hparams)
     except TypeError as exc:

@@ -139,9 +139,8 @@ def test_run_exports_blessed_and_scores_like_torch(tmp_path, monkeypatch):
     torch.manual_seed(3)
     module = Tiny(enc.cardinalities, len(enc.numeric)).eval()
     monkeypatch.setattr(export, "load_serving_module", lambda _: module)
-    monkeypatch.setattr(export, "LATENCY_REPEATS", 5)
-    monkeypatch.setattr(export, "LATENCY_WARMUP", 1)
-    result = export.run(rf, SPEC, make_params(tmp_path, ExportParams(parity_batch_sizes=(1, 7, 4096))))
+    opts = ExportParams(parity_batch_sizes=(1, 7, 4096), latency_repeats=5, latency_warmup=1)
+    result = export.run(rf, SPEC, make_params(tmp_path, opts))
     report = read_json(rf.export_report)
     assert not result.skipped and report["exported"] is True
     assert report["onnx_sha256"] == sha256_file(rf.onnx)
