@@ -124,7 +124,7 @@ def _bench_models(args: argparse.Namespace, command: str) -> int:
     else:
         from mtrec.bench import metrics
 
-        print(metrics.run(args.rows, args.users, args.seed))
+        print(metrics.run(args.rows, args.users, args.seed, command))
     return 0
 
 
