@@ -8,6 +8,7 @@ in a fresh process, so its peak RSS is its own.
 from __future__ import annotations
 
 import multiprocessing as mp
+from queue import Empty
 import os
 import resource
 import shutil
@@ -59,15 +60,38 @@ def _join_child(kind: str, home: str, overrides: dict, n_rows: int, out: mp.Queu
     out.put({"kind": kind, "rows": len(joined), "seconds": seconds, "peak_gib": _peak_gib(), "base_gib": base})
 
 
-def _measure_join(kind: str, home: Path, overrides: dict, n_rows: int) -> dict:
+def _step_child(step: str, home: str, overrides: dict, env: dict, out: mp.Queue) -> None:
+    os.environ.update({"MTREC_HOME": home, **env})
+    from mtrec.pipeline import RunContext, run_step
+
+    ctx = RunContext.create(overrides)
+    t0 = time.perf_counter()
+    result = run_step(step, ctx)
+    out.put({"step": step, "rows": result.get("rows"), "seconds": time.perf_counter() - t0, "peak_gib": _peak_gib()})
+
+
+def _in_child(target, args: tuple) -> dict:
+    """Run one measurement in a fresh process: its peak RSS is its own, and the parent stays
+    small (a 10M-row join must not share the machine with the previous step's frames)."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_join_child, args=(kind, str(home), overrides, n_rows, queue))
+    proc = ctx.Process(target=target, args=(*args, queue))
     proc.start()
+    result = None
+    while result is None:  # get before join: a child blocks until its queued result is read
+        try:
+            result = queue.get(timeout=1)
+        except Empty:
+            if not proc.is_alive():
+                break
     proc.join()
-    if proc.exitcode != 0:
-        return {"kind": kind, "rows": n_rows, "error": f"exit code {proc.exitcode} (killed for memory if -9)"}
-    return queue.get()
+    if proc.exitcode != 0 or result is None:
+        return {"error": f"exit code {proc.exitcode} (-9: killed, out of memory)"}
+    return result
+
+
+def _measure_join(kind: str, home: Path, overrides: dict, n_rows: int) -> dict:
+    return {"kind": kind, "rows": n_rows, **_in_child(_join_child, (kind, str(home), overrides, n_rows))}
 
 
 def run(rows_per_day: int, days: int, entity_rows: list[int], overrides: dict, command: str) -> str:
@@ -88,14 +112,15 @@ def run(rows_per_day: int, days: int, entity_rows: list[int], overrides: dict, c
         gen = time.perf_counter() - t0
         total_rows = cfg.requests_per_day * cfg.candidates_per_request * cfg.days
         lines.append(f"| generate {cfg.days} days | {total_rows:,} | {gen:.1f} | {total_rows / gen:,.0f} | {_peak_gib():.2f} |")
+        env = {ENV_ROWS: str(rows_per_day), ENV_DAYS: str(days)}
         for step in ("ingest", "features", "validate"):
-            t0 = time.perf_counter()
-            result = run_step(step, ctx)
-            secs = time.perf_counter() - t0
-            rows = result.get("rows")
-            rate = f"{rows / secs:,.0f}" if rows else "-"
-            lines.append(f"| {step} | {rows or '-':,} | {secs:.1f} | {rate} | {_peak_gib():.2f} |" if rows else
-                         f"| {step} | - | {secs:.1f} | - | {_peak_gib():.2f} |")
+            r = _in_child(_step_child, (step, str(home), overrides, env))
+            if "error" in r:
+                lines.append(f"| {step} | - | failed: {r['error']} | - | - |")
+                break
+            rows, secs = r["rows"], r["seconds"]
+            lines.append(f"| {step} | {rows:,} | {secs:.1f} | {rows / secs:,.0f} | {r['peak_gib']:.2f} |" if rows else
+                         f"| {step} | - | {secs:.1f} | - | {r['peak_gib']:.2f} |")
         joins = []
         for n in entity_rows:
             for kind in ("feast", "duckdb_asof"):
@@ -109,7 +134,7 @@ def run(rows_per_day: int, days: int, entity_rows: list[int], overrides: dict, c
                 os.environ[k] = v
         shutil.rmtree(home, ignore_errors=True)
     out = [f"`{command}` — {today()} — {describe()}", "",
-           "| step | rows | seconds | rows/s | process peak RSS (GiB) |", "|---|---|---|---|---|", *lines, "",
+           "| step (own process) | rows | seconds | rows/s | peak RSS (GiB) |", "|---|---|---|---|---|", *lines, "",
            "| point-in-time join | entity rows | seconds | peak RSS (GiB) | RSS before join (GiB) | Feast / DuckDB |",
            "|---|---|---|---|---|---|"]
     by_n = {}
