@@ -5,18 +5,49 @@ from a seeded torch.Generator and slices index batches from it (no per-row Datas
 at these row widths Python per-row overhead would dominate). Adam, loss = sum over tasks of
 BCE-with-logits (binary) / MSE (regression), gradient clipping, early stopping on the valid loss.
 On CPU the run is bitwise reproducible for a seed; on CUDA the forward runs under bf16 autocast.
+
+Checkpoint and resume: after every epoch, `train_state.pt` in the run directory receives (atomically)
+the model, the optimizer, the batch-order generator and global RNG states, the epoch, the best
+epoch's weights and loss, the per-epoch log and whether early stopping fired. A run that finds a
+train_state.pt with its own fingerprint (train params, model config, world size, device type and
+the sha256 of the train and valid split files) resumes after that epoch, and on CPU ends with
+weights bitwise identical to an uninterrupted run. A state with another fingerprint is ignored and
+overwritten. It is deleted once model.pt and train_log.json are written: model.pt is the product,
+and a re-run of a finished step trains afresh rather than resuming from a finished state.
+
+Progress: one INFO line per epoch on the logger `mtrec.train` (loss, valid loss, samples/s); within
+an epoch a bar on stderr with samples/s and the running loss, only when stderr is a TTY, so
+Airflow and CI logs hold the epoch lines only.
+
+Data parallel: launched by torchrun with WORLD_SIZE > 1, the step joins a process group (nccl on
+CUDA, gloo on CPU), every rank holds the encoded split and draws the same permutation, and each
+global batch of train.batch_size rows is cut into WORLD_SIZE contiguous parts, one per rank.
+Each rank's loss is its rows' summed loss x WORLD_SIZE / global batch rows, so DDP's gradient
+average equals the single-process gradient of the global batch mean. The valid loss is summed
+over row shards and all-reduced; only rank 0 writes files.
+
+    torchrun --standalone --nproc-per-node 2 -m components.train --dataset ml100k --date 1998-03-01
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import math
+import os
+import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 
 from components.encode import Encoders
 from models.build import build_model, save_model_config
@@ -27,7 +58,12 @@ from mtrec.device import pick_device
 from mtrec.layout import RunFiles
 from mtrec.spec import DatasetSpec
 
+log = logging.getLogger("mtrec.train")
+
 EVAL_BATCH = 8192
+STATE_FILE = "train_state.pt"   # in the run directory, beside model.pt
+STATE_VERSION = 1
+BAR_SECONDS = 0.5               # the in-epoch bar redraws at most this often
 
 
 @dataclass(frozen=True)
@@ -39,6 +75,8 @@ class TrainResult:
     valid_rows: int
     seconds: float
     device: str
+    world_size: int = 1                 # processes that trained (torchrun); the global batch is train.batch_size
+    resumed_from_epoch: int = 0         # the epoch train_state.pt held when this run resumed (0: fresh start)
 
 
 @dataclass(frozen=True)
@@ -103,85 +141,331 @@ def _add_penalties(losses: dict[str, torch.Tensor], outputs: dict[str, torch.Ten
     return losses
 
 
+@dataclass(frozen=True)
+class Group:
+    """This process's place among data-parallel processes (rank 0 of 1 when not under torchrun)."""
+
+    rank: int = 0
+    size: int = 1
+
+    @classmethod
+    def current(cls) -> "Group":
+        if dist.is_available() and dist.is_initialized():
+            return cls(dist.get_rank(), dist.get_world_size())
+        return cls()
+
+
+def launched_world_size() -> int:
+    """WORLD_SIZE as torchrun sets it (1 when not launched by torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def train_device(tp: TrainParams) -> torch.device:
+    """params' device; under torchrun on CUDA, this rank's GPU (LOCAL_RANK)."""
+    device = pick_device(tp.device)
+    if device.type == "cuda":
+        if launched_world_size() > 1:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    return device
+
+
+@contextmanager
+def process_group(device: torch.device) -> Iterator[Group]:
+    """Under torchrun (WORLD_SIZE > 1) join the process group for the block (nccl on CUDA, gloo on
+    CPU) and leave it afterwards; a group initialised by the caller is used and left alone."""
+    owned = launched_world_size() > 1 and not dist.is_initialized()
+    if owned:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    try:
+        yield Group.current()
+    finally:
+        if owned:
+            dist.destroy_process_group()
+
+
 @torch.no_grad()
-def valid_loss(model: MultiTaskModel, data: Tensors, autocast: bool) -> dict[str, float]:
-    """Mean loss per task over the whole split (batched so memory stays bounded)."""
+def valid_loss(model: MultiTaskModel, data: Tensors, autocast: bool, group: Group | None = None) -> dict[str, float]:
+    """Mean loss per task over the whole split (batched so memory stays bounded). With a group of
+    several processes, each sums its shard of rows and the sums are all-reduced."""
     model.eval()
+    group = group or Group()
+    rows = torch.arange(len(data), device=data.categorical.device)
+    if group.size > 1:
+        rows = rows.tensor_split(group.size)[group.rank]
     sums = {name: 0.0 for name, _ in model.tasks}
-    for idx in torch.arange(len(data), device=data.categorical.device).split(EVAL_BATCH):
+    for idx in rows.split(EVAL_BATCH):
         with torch.autocast(data.categorical.device.type, dtype=torch.bfloat16, enabled=autocast):
             out = model(data.categorical[idx], data.numeric[idx])
         losses = task_losses(out, {k: v[idx] for k, v in data.labels.items()}, model.tasks, "sum")
         for name, value in losses.items():
             sums[name] += float(value)
+    if group.size > 1:
+        t = torch.tensor(list(sums.values()), dtype=torch.float64, device=data.categorical.device)
+        dist.all_reduce(t)
+        dist.broadcast(t, 0)  # every rank takes rank 0's figures, so early stopping agrees everywhere
+        sums = dict(zip(sums, t.tolist()))
     return {name: s / len(data) for name, s in sums.items()}
 
 
-def fit(model: MultiTaskModel, train: Tensors, valid: Tensors, tp: TrainParams,
-        device: torch.device) -> tuple[dict[str, torch.Tensor], list[dict], int, float]:
-    """Train in place; return (best state_dict on CPU, per-epoch log, best epoch, best valid loss)."""
+# ---------------------------------------------------------------------------------- checkpoint
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fingerprint(run_files: RunFiles, tp: TrainParams, model_config: dict, world_size: int = 1,
+                device_type: str = "cpu") -> str:
+    """What a resumable state must share with the run that resumes it."""
+    recipe = {"train": asdict(tp), "model": model_config, "world_size": int(world_size), "device": device_type,
+              "splits": {name: file_sha256(run_files.split(name)) for name in ("train", "valid")}}
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _save_state(path: Path, state: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _load_state(path: Path | None, fp: str) -> dict | None:
+    """The saved state when it exists and matches fp; None (logged) otherwise."""
+    if path is None or not Path(path).is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a torn or foreign file: start afresh, it is overwritten after epoch 1
+        log.warning("%s is unreadable (%s: %s); training from scratch", path, type(exc).__name__, exc)
+        return None
+    if not isinstance(state, dict) or state.get("version") != STATE_VERSION or state.get("fingerprint") != fp:
+        log.warning("%s belongs to other params, data, world size or device; training from scratch", path)
+        return None
+    return state
+
+
+# ---------------------------------------------------------------------------------- progress
+
+class _Progress:
+    """Rank 0 only: an INFO line per epoch; a redrawn bar on stderr within the epoch when it is a TTY."""
+
+    def __init__(self, rows: int, max_epochs: int, enabled: bool):
+        self.rows, self.max_epochs, self.enabled = rows, max_epochs, enabled
+        try:
+            self.bar = enabled and sys.stderr.isatty()
+        except (AttributeError, ValueError):
+            self.bar = False
+
+    def start(self, epoch: int) -> None:
+        self.epoch, self.seen, self.local_seen = epoch, 0, 0
+        self.t0 = time.perf_counter()
+        self.next_draw = self.t0 + BAR_SECONDS
+
+    def step(self, rows: int, local_rows: int, local_loss_sum: torch.Tensor) -> None:
+        self.seen += rows
+        self.local_seen += local_rows
+        if self.bar and time.perf_counter() >= self.next_draw:
+            now = time.perf_counter()
+            self.next_draw = now + BAR_SECONDS
+            frac = self.seen / self.rows
+            loss = float(local_loss_sum) / max(self.local_seen, 1)  # one device sync per redraw
+            sys.stderr.write(f"\r  epoch {self.epoch}/{self.max_epochs} [{'#' * int(30 * frac):<30}] "
+                             f"{100 * frac:3.0f}% {self.seen / (now - self.t0):,.0f} samples/s loss {loss:.4f}")
+            sys.stderr.flush()
+
+    def end(self, entry: dict, best: bool, stopping: bool) -> None:
+        if self.bar:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+        if self.enabled:
+            log.info("epoch %d/%d: train loss %.5f, valid loss %.5f%s, %s samples/s, %.1f s%s",
+                     entry["epoch"], self.max_epochs, entry["train_loss"], entry["valid_loss"],
+                     " (best)" if best else "", f"{entry['samples_per_s']:,.0f}", entry["seconds"],
+                     "; early stop" if stopping else "")
+
+
+# ---------------------------------------------------------------------------------- engine
+
+@dataclass
+class FitOutcome:
+    best_state: dict[str, torch.Tensor] | None
+    history: list[dict]
+    best_epoch: int
+    best_loss: float
+    resumed_from_epoch: int = 0
+    world_size: int = 1
+
+
+def fit(model: MultiTaskModel, train: Tensors, valid: Tensors, tp: TrainParams, device: torch.device, *,
+        state_path: Path | None = None, fingerprint: str = "",
+        on_epoch_end: Callable[[dict], None] | None = None) -> tuple[dict[str, torch.Tensor], list[dict], int, float]:
+    """Train in place; return (best state_dict on CPU, per-epoch log, best epoch, best valid loss).
+
+    state_path: save a resumable state there after every epoch, and resume from it when it holds
+    `fingerprint` (see the module docstring). on_epoch_end(entry) runs after each epoch's state is
+    saved; raising from it interrupts the run. Data parallel when a process group is initialised.
+    """
+    out = fit_outcome(model, train, valid, tp, device, state_path=state_path, fingerprint=fingerprint,
+                      on_epoch_end=on_epoch_end)
+    return out.best_state, out.history, out.best_epoch, out.best_loss
+
+
+def fit_outcome(model: MultiTaskModel, train: Tensors, valid: Tensors, tp: TrainParams, device: torch.device, *,
+                state_path: Path | None = None, fingerprint: str = "",
+                on_epoch_end: Callable[[dict], None] | None = None) -> FitOutcome:
+    """fit(), returning a FitOutcome (it also says whether the run resumed and how many processes ran)."""
+    group = Group.current()
     gen = torch.Generator().manual_seed(tp.seed)
     opt = torch.optim.Adam(model.parameters(), lr=tp.learning_rate, weight_decay=tp.weight_decay)
     autocast = device.type == "cuda"  # bf16 autocast pays off on GPUs; on CPU it would cost bitwise repro
-    best_loss, best_epoch, best_state, history = math.inf, 0, None, []
-    for epoch in range(1, tp.max_epochs + 1):
-        model.train()
+    best_loss, best_epoch, best_state, history, done, stopped = math.inf, 0, None, [], 0, False
+    saved = _load_state(state_path, fingerprint)
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        gen.set_state(saved["generator"])
+        torch.set_rng_state(saved["cpu_rng"])  # dropout and other in-model draws continue where they were
+        if device.type == "cuda" and saved["cuda_rng"]:
+            torch.cuda.set_rng_state(saved["cuda_rng"][0], device)
+        best_state, best_loss, best_epoch = saved["best_state"], float(saved["best_loss"]), int(saved["best_epoch"])
+        history, done, stopped = list(saved["history"]), int(saved["epoch"]), bool(saved["stopped"])
+        if group.rank == 0:
+            log.info("resuming from %s after epoch %d (best epoch %d, valid loss %.5f)%s", state_path, done,
+                     best_epoch, best_loss, "; it had already stopped early" if stopped else "")
+    net = model
+    if group.size > 1:
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    progress = _Progress(len(train), tp.max_epochs, enabled=group.rank == 0)
+    clip = tp.grad_clip_norm and tp.grad_clip_norm > 0
+    for epoch in range(done + 1, tp.max_epochs + 1):
+        if stopped:
+            break
+        net.train()
+        progress.start(epoch)
         t0 = time.perf_counter()
         total = torch.zeros((), device=device)  # summed on device: one sync per epoch, not per batch
-        for idx in torch.randperm(len(train), generator=gen).to(device).split(tp.batch_size):
+        for batch in torch.randperm(len(train), generator=gen).to(device).split(tp.batch_size):
+            idx = batch if group.size == 1 else batch.tensor_split(group.size)[group.rank]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                out = model(train.categorical[idx], train.numeric[idx])
-            loss = sum(task_losses(out, {k: v[idx] for k, v in train.labels.items()}, model.tasks).values())
+                out = net(train.categorical[idx], train.numeric[idx])
+            labels = {k: v[idx] for k, v in train.labels.items()}
+            if group.size == 1:
+                loss = sum(task_losses(out, labels, model.tasks).values())
+                loss_sum = loss.detach() * len(idx)
+            else:  # DDP averages gradients over ranks: scale so the average is the global-batch mean
+                loss_sum = sum(task_losses(out, labels, model.tasks, "sum").values())
+                loss = loss_sum * (group.size / len(batch))
+                loss_sum = loss_sum.detach()
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            if tp.grad_clip_norm and tp.grad_clip_norm > 0:
+            if clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), tp.grad_clip_norm)
             opt.step()
-            total += loss.detach() * len(idx)
+            total += loss_sum
+            progress.step(len(batch), len(idx), total)
+        if group.size > 1:
+            dist.all_reduce(total)
         train_loss = float(total) / len(train)
         seconds = time.perf_counter() - t0
         if not math.isfinite(train_loss):
             raise FloatingPointError(f"epoch {epoch}: train loss is {train_loss}; lower train.learning_rate "
                                      f"({tp.learning_rate}) or check the features for extreme values")
-        per_task = valid_loss(model, valid, autocast)
+        per_task = valid_loss(model, valid, autocast, group)
         v = sum(per_task.values())
         if not math.isfinite(v):
             raise FloatingPointError(f"epoch {epoch}: valid loss is {v} ({per_task})")
-        history.append({"epoch": epoch, "train_loss": train_loss, "valid_loss": v, "valid_task_loss": per_task,
-                        "seconds": round(seconds, 4), "samples_per_s": round(len(train) / max(seconds, 1e-9), 1)})
-        if v < best_loss:
+        entry = {"epoch": epoch, "train_loss": train_loss, "valid_loss": v, "valid_task_loss": per_task,
+                 "seconds": round(seconds, 4), "samples_per_s": round(len(train) / max(seconds, 1e-9), 1)}
+        history.append(entry)
+        improved = v < best_loss
+        if improved:
             best_loss, best_epoch = v, epoch
             best_state = {k: t.detach().to("cpu", copy=True) for k, t in model.state_dict().items()}
-        elif epoch - best_epoch >= tp.patience:
-            break
-    return best_state, history, best_epoch, best_loss
+        stopped = not improved and epoch - best_epoch >= tp.patience
+        if state_path is not None and group.rank == 0:
+            _save_state(state_path, {
+                "version": STATE_VERSION, "fingerprint": fingerprint, "epoch": epoch, "stopped": stopped,
+                "model": model.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
+                "cpu_rng": torch.get_rng_state(),
+                "cuda_rng": [torch.cuda.get_rng_state(device)] if device.type == "cuda" else [],  # this rank's GPU only
+                "best_state": best_state, "best_loss": best_loss, "best_epoch": best_epoch, "history": history})
+        progress.end(entry, improved, stopped)
+        if on_epoch_end is not None:
+            on_epoch_end(entry)
+    return FitOutcome(best_state, history, best_epoch, best_loss, done, group.size)
 
 
-def run(run_files: RunFiles, spec: DatasetSpec, params: Params) -> TrainResult:
-    """Train on split('train'), early-stop on split('valid'); write encoders, model, config, log."""
+def run(run_files: RunFiles, spec: DatasetSpec, params: Params, *,
+        on_epoch_end: Callable[[dict], None] | None = None) -> TrainResult:
+    """Train on split('train'), early-stop on split('valid'); write encoders, model, config, log.
+
+    Resumes from the run directory's train_state.pt when it matches (see the module docstring);
+    under torchrun, trains data-parallel and only rank 0 writes."""
     t0 = time.perf_counter()
     tp = params.train
-    train_df, valid_df = read_split(run_files, "train", spec), read_split(run_files, "valid", spec)
-    enc = Encoders.fit(train_df, spec)
-    device = pick_device(tp.device)
-    train, valid = Tensors.encode(enc, train_df, device), Tensors.encode(enc, valid_df, device)
+    device = train_device(tp)
+    with process_group(device) as group:
+        train_df, valid_df = read_split(run_files, "train", spec), read_split(run_files, "valid", spec)
+        enc = Encoders.fit(train_df, spec)
+        train, valid = Tensors.encode(enc, train_df, device), Tensors.encode(enc, valid_df, device)
+        del train_df, valid_df
 
-    torch.manual_seed(tp.seed)  # weight init; batch order has its own generator
-    model = build_model(enc.cardinalities, len(enc.numeric), list(enc.tasks), params.model,
-                        parents={t.name: t.parent for t in spec.tasks})
-    with torch.no_grad():  # regression heads start at the label mean so early MSE is not huge
-        for name, kind in model.tasks:
-            if kind == "regression":
-                model.towers.output_bias(name).fill_(float(train.labels[name].mean()))
-    model.to(device)
-    state, history, best_epoch, best_loss = fit(model, train, valid, tp, device)
+        torch.manual_seed(tp.seed)  # weight init; batch order has its own generator
+        model = build_model(enc.cardinalities, len(enc.numeric), list(enc.tasks), params.model,
+                            parents={t.name: t.parent for t in spec.tasks})
+        with torch.no_grad():  # regression heads start at the label mean so early MSE is not huge
+            for name, kind in model.tasks:
+                if kind == "regression":
+                    model.towers.output_bias(name).fill_(float(train.labels[name].mean()))
+        model.to(device)
+        state_path = Path(run_files.root) / STATE_FILE
+        fp = fingerprint(run_files, tp, model.config, group.size, device.type)
+        if group.rank == 0:
+            log.info("training %s on %d rows (valid %d) on %s%s, global batch %d", model.config["model"]["backbone"]["name"],
+                     len(train), len(valid), device, f" x {group.size} processes" if group.size > 1 else "", tp.batch_size)
+        out = fit_outcome(model, train, valid, tp, device, state_path=state_path, fingerprint=fp,
+                          on_epoch_end=on_epoch_end)
 
-    enc.save(run_files.encoders)
-    save_model_config(run_files.model_config, model)
-    with atomic_path(run_files.checkpoint) as tmp:
-        torch.save(state, tmp)
-    result = TrainResult(best_epoch=best_epoch, epochs_run=len(history), best_valid_loss=best_loss,
-                         train_rows=len(train), valid_rows=len(valid),
-                         seconds=round(time.perf_counter() - t0, 3), device=str(device))
-    write_json(run_files.train_log, {**asdict(result), "seed": tp.seed, "params": asdict(tp), "epochs": history})
+        result = TrainResult(best_epoch=out.best_epoch, epochs_run=len(out.history), best_valid_loss=out.best_loss,
+                             train_rows=len(train), valid_rows=len(valid),
+                             seconds=round(time.perf_counter() - t0, 3), device=str(device),
+                             world_size=group.size, resumed_from_epoch=out.resumed_from_epoch)
+        if group.rank == 0:
+            enc.save(run_files.encoders)
+            save_model_config(run_files.model_config, model)
+            with atomic_path(run_files.checkpoint) as tmp:
+                torch.save(out.best_state, tmp)
+            write_json(run_files.train_log, {**asdict(result), "seed": tp.seed, "params": asdict(tp),
+                                             "global_batch_size": tp.batch_size, "epochs": out.history})
+            state_path.unlink(missing_ok=True)  # model.pt is the product; see the module docstring
+        if group.size > 1:
+            dist.barrier()  # every rank returns once rank 0's files exist
     return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m components.train` / `torchrun --nproc-per-node N -m components.train`, with the
+    options of `mtrec train` (--dataset, --date, --params, --conf, --set key=value)."""
+    import argparse
+
+    from mtrec.cli import _common, _overrides
+    from mtrec.pipeline import RunContext, to_jsonable
+
+    parser = argparse.ArgumentParser(prog="python -m components.train", description=main.__doc__)
+    _common(parser)
+    args = parser.parse_args(argv)
+    rank = int(os.environ.get("RANK", "0"))
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
+                        format=f"%(asctime)s %(levelname)s %(name)s[rank {rank}]: %(message)s")
+    ctx = RunContext.create(_overrides(args), args.params)
+    result = run(ctx.run_files, ctx.spec, ctx.params)
+    if rank == 0:
+        print(json.dumps(to_jsonable(result), indent=2))
+        print(f"run_dir={ctx.run_files.root}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_b.add_argument("--rows", type=int, default=1_000_000)
     train_b.add_argument("--backbones", nargs="+", default=None, help="default: all nine")
     train_b.add_argument("--batch-size", type=int, default=1024)
-    train_b.add_argument("--epochs", type=int, default=1)
+    train_b.add_argument("--epochs", type=int, default=2)
     metrics_b = bench_sub.add_parser("metrics", help="time each evaluator metric on random data with ties")
     metrics_b.add_argument("--rows", type=int, default=10_000_000)
     metrics_b.add_argument("--users", type=int, default=100_000)
@@ -120,7 +120,7 @@ def _bench_models(args: argparse.Namespace, command: str) -> int:
     elif args.bench == "train":
         from mtrec.bench import train
 
-        print(train.run(args.rows, backbones, args.batch_size, args.epochs))
+        print(train.run(args.rows, backbones, args.batch_size, args.epochs, command))
     else:
         from mtrec.bench import metrics
 

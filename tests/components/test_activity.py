@@ -47,3 +47,17 @@ def test_a_serve_day_never_reads_its_own_labels(make_ctx):
     next_day = lambda f: f[f["serve_day"] == "1998-02-21"].reset_index(drop=True)  # noqa: E731
     pd.testing.assert_frame_equal(same_day(before), same_day(after))
     assert not next_day(before)["u_like_rate_7d"].equals(next_day(after)["u_like_rate_7d"])
+
+
+def test_build_features_rerun_rewrites_nothing(make_ctx):
+    from components import build_features
+
+    ctx = make_ctx()
+    ingest.run(ctx.spec, ctx.params, ctx.layout)
+    first = build_features.run(ctx.spec, ctx.params, ctx.layout)
+    files = sorted(ctx.layout.lake_dir.glob("*_activity/dt=*/*.parquet"))
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in files}
+    second = build_features.run(ctx.spec, ctx.params, ctx.layout)
+    assert first.activity_files_written == len(files) > 0
+    assert second.activity_files_written == 0 and second.activity_files_unchanged == len(files)
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in files} == before

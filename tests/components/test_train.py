@@ -105,3 +105,97 @@ def test_nan_label_names_file_column_and_count(tmp_path):
     df.to_parquet(rf.split("train"), index=False)
     with pytest.raises(ValueError, match=r"train\.parquet.*'love'.*3 NaN"):
         train.run(rf, SPEC, load_params(overrides=OVERRIDES))
+
+
+class Interrupt(Exception):
+    pass
+
+
+def stop_after(epoch: int):
+    def callback(entry):
+        if entry["epoch"] == epoch:
+            raise Interrupt(f"killed after epoch {epoch}")
+    return callback
+
+
+def test_resume_after_interruption_gives_bitwise_identical_weights(tmp_path, caplog):
+    """Killed after epoch 2 of 4, the re-run resumes from train_state.pt and ends with the same
+    weights, valid losses and best epoch as an uninterrupted run; the state file is removed after."""
+    params = load_params(overrides={**OVERRIDES, "train.max_epochs": 4, "train.patience": 9})
+    whole = write_splits(tmp_path / "whole")
+    train.run(whole, SPEC, params)
+    assert not (whole.root / train.STATE_FILE).exists()             # removed once model.pt is written
+
+    cut = write_splits(tmp_path / "cut")
+    with pytest.raises(Interrupt):
+        train.run(cut, SPEC, params, on_epoch_end=stop_after(2))
+    state = torch.load(cut.root / train.STATE_FILE, weights_only=True)  # tensors and plain containers only
+    assert state["epoch"] == 2 and len(state["history"]) == 2 and not cut.checkpoint.exists()
+    with caplog.at_level("INFO", logger="mtrec.train"):
+        result = train.run(cut, SPEC, params)
+    assert result.resumed_from_epoch == 2 and result.epochs_run == 4
+    assert "resuming from" in caplog.text and "epoch 3/4" in caplog.text and "epoch 1/4" not in caplog.text
+    a, b = torch.load(whole.checkpoint, weights_only=True), torch.load(cut.checkpoint, weights_only=True)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    la, lb = (json.loads(rf.train_log.read_text()) for rf in (whole, cut))
+    assert [e["valid_loss"] for e in la["epochs"]] == [e["valid_loss"] for e in lb["epochs"]]
+    assert la["best_epoch"] == lb["best_epoch"] and lb["resumed_from_epoch"] == 2
+    assert not (cut.root / train.STATE_FILE).exists()
+
+
+def test_resume_after_early_stop_and_with_dropout(tmp_path):
+    """A state saved after early stopping fired finishes without another epoch; dropout's RNG
+    stream is part of the state, so a backbone with dropout resumes bitwise too."""
+    over = {**OVERRIDES, "train.max_epochs": 8, "train.patience": 1, "train.learning_rate": 0.05,
+            "model.backbone": {"name": "shared_bottom", "hidden": [32], "dropout": 0.3}}
+    params = load_params(overrides=over)
+    whole = write_splits(tmp_path / "whole")
+    ref = train.run(whole, SPEC, params)
+    assert ref.epochs_run < 8                                       # early stopping fired
+    for k in (1, ref.epochs_run):                                   # cut mid-run, and right after the stop
+        cut = write_splits(tmp_path / f"cut{k}")
+        with pytest.raises(Interrupt):
+            train.run(cut, SPEC, params, on_epoch_end=stop_after(k))
+        result = train.run(cut, SPEC, params)
+        assert (result.resumed_from_epoch, result.epochs_run, result.best_epoch) == (k, ref.epochs_run, ref.best_epoch)
+        a, b = torch.load(whole.checkpoint, weights_only=True), torch.load(cut.checkpoint, weights_only=True)
+        assert all(torch.equal(a[key], b[key]) for key in a)
+
+
+def test_state_of_other_params_or_data_is_ignored(tmp_path, caplog):
+    params = load_params(overrides={**OVERRIDES, "train.max_epochs": 3})
+    rf = write_splits(tmp_path)
+    with pytest.raises(Interrupt):
+        train.run(rf, SPEC, params, on_epoch_end=stop_after(1))
+    other = load_params(overrides={**OVERRIDES, "train.max_epochs": 3, "train.learning_rate": 0.01})
+    with caplog.at_level("WARNING", logger="mtrec.train"):
+        result = train.run(rf, SPEC, other)
+    assert result.resumed_from_epoch == 0 and result.epochs_run == 3 and "training from scratch" in caplog.text
+    # changed data: same params, but the valid split is rewritten
+    with pytest.raises(Interrupt):
+        train.run(rf, SPEC, params, on_epoch_end=stop_after(1))
+    make_frame(300, seed=99, first_row=10_000).to_parquet(rf.split("valid"), index=False)
+    assert train.run(rf, SPEC, params).resumed_from_epoch == 0
+
+
+def test_progress_lines_in_the_log(tmp_path, caplog):
+    rf = write_splits(tmp_path)
+    with caplog.at_level("INFO", logger="mtrec.train"):
+        train.run(rf, SPEC, load_params(overrides=OVERRIDES))
+    lines = [r.getMessage() for r in caplog.records if r.name == "mtrec.train" and r.getMessage().startswith("epoch")]
+    assert len(lines) == 2 and "samples/s" in lines[0] and "valid loss" in lines[0] and lines[0].startswith("epoch 1/2")
+    log = json.loads(rf.train_log.read_text())
+    assert (log["world_size"], log["global_batch_size"], log["resumed_from_epoch"]) == (1, 128, 0)
+
+
+def test_progress_bar_only_on_a_tty(capsys, monkeypatch):
+    monkeypatch.setattr(train, "BAR_SECONDS", 0.0)
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True, raising=False)
+    p = train._Progress(rows=100, max_epochs=3, enabled=True)
+    assert p.bar
+    p.start(1)
+    p.step(50, 50, torch.tensor(25.0))
+    err = capsys.readouterr().err
+    assert "epoch 1/3" in err and "50%" in err and "samples/s" in err and "loss 0.5000" in err
+    monkeypatch.setattr("sys.stderr.isatty", lambda: False, raising=False)
+    assert not train._Progress(rows=100, max_epochs=3, enabled=True).bar
