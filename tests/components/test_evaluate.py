@@ -2,6 +2,8 @@ import json
 
 import numpy as np
 import pandas as pd
+
+from mtrec.testing import ml100k_like_frame
 import pytest
 import torch
 
@@ -18,22 +20,7 @@ PARAMS = load_params(overrides={"train.max_epochs": 4, "train.batch_size": 128})
 
 
 def make_frame(n: int, seed: int, first_row: int = 0) -> pd.DataFrame:
-    """Rows with every ml100k spec column; labels follow user/item effects (learnable)."""
-    rng = np.random.default_rng(seed)
-    truth = np.random.default_rng(0)
-    user_eff, item_eff = truth.normal(0, 0.8, 40), truth.normal(0, 0.8, 60)
-    df = pd.DataFrame({"row_id": np.arange(first_row, first_row + n),
-                       "event_timestamp": pd.Timestamp("1998-01-01", tz="UTC")
-                       + pd.to_timedelta(np.sort(rng.integers(0, 86_400, n)), unit="s")})
-    for col in SPEC.categorical:
-        df[col] = rng.integers(0, 12, n)
-    df["user_id"], df["item_id"] = rng.integers(0, 40, n), rng.integers(0, 60, n)
-    for col in SPEC.numeric:
-        df[col] = rng.integers(0, 2, n).astype(float) if col.startswith("g_") else rng.normal(40, 10, n)
-    z = user_eff[df.user_id] + item_eff[df.item_id] + rng.normal(0, 0.4, n)
-    df["rating"] = np.clip(np.round(3.4 + z), 1, 5)
-    df["like"], df["love"] = (df.rating >= 4).astype("int64"), (df.rating == 5).astype("int64")
-    return df
+    return ml100k_like_frame(SPEC, n, seed, first_row)
 
 
 @pytest.fixture(scope="module")
