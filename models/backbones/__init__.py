@@ -45,6 +45,22 @@ BACKBONES: dict[str, type[nn.Module]] = {
 }
 
 
+# The `model.backbone` block per backbone as params.yaml documents it (its active block and the
+# commented alternatives; tests/models/test_params_backbones.py keeps the two equal).
+DOCUMENTED_CONFIGS: dict[str, dict] = {
+    "single_task": {"name": "single_task", "hidden": [64]},
+    "shared_bottom": {"name": "shared_bottom", "hidden": [64]},
+    "cross_stitch": {"name": "cross_stitch", "hidden": [64, 32], "init_self": 0.9},
+    "mmoe": {"name": "mmoe", "num_experts": 4, "expert_hidden": [64]},
+    "ple": {"name": "ple", "levels": 2, "num_shared_experts": 2, "num_specific_experts": 1, "expert_hidden": [64]},
+    "stem": {"name": "stem", "num_shared_experts": 1, "num_specific_experts": 1, "expert_hidden": [64]},
+    "mssm": {"name": "mssm", "num_shared_experts": 2, "num_specific_experts": 1, "expert_hidden": [64],
+             "l0_weight": 1.0e-3},
+    "esmm": {"name": "esmm", "hidden": [64]},
+    "aitm": {"name": "aitm", "hidden": [64], "calibrator_weight": 0.6},
+}
+
+
 def backbone_class(name: str) -> type[nn.Module]:
     if name not in BACKBONES:
         raise ConfigError(f"unknown backbone {name!r} (known: {', '.join(sorted(BACKBONES))})")

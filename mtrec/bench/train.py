@@ -20,21 +20,10 @@ import dataclasses
 import sys
 import time
 
+from models.backbones import DOCUMENTED_CONFIGS
 from mtrec.bench.machine import describe, today
 
-# params.yaml's model.backbone block and its documented alternatives (built in tests/models/test_backbone_zoo.py)
-BACKBONE_CONFIGS = {
-    "single_task": {"name": "single_task", "hidden": [64]},
-    "shared_bottom": {"name": "shared_bottom", "hidden": [64]},
-    "cross_stitch": {"name": "cross_stitch", "hidden": [64, 32], "init_self": 0.9},
-    "mmoe": {"name": "mmoe", "num_experts": 4, "expert_hidden": [64]},
-    "ple": {"name": "ple", "levels": 2, "num_shared_experts": 2, "num_specific_experts": 1, "expert_hidden": [64]},
-    "stem": {"name": "stem", "num_shared_experts": 1, "num_specific_experts": 1, "expert_hidden": [64]},
-    "mssm": {"name": "mssm", "num_shared_experts": 2, "num_specific_experts": 1, "expert_hidden": [64],
-             "l0_weight": 1.0e-3},
-    "esmm": {"name": "esmm", "hidden": [64]},
-    "aitm": {"name": "aitm", "hidden": [64], "calibrator_weight": 0.6},
-}
+BACKBONE_CONFIGS = DOCUMENTED_CONFIGS
 VALID_ROWS = 8192
 
 

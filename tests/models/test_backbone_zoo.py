@@ -10,24 +10,13 @@ import torch
 import torch.nn.functional as F
 
 from components.train import task_losses
-from models.backbones import BACKBONES, build_backbone
+from models.backbones import BACKBONES, DOCUMENTED_CONFIGS, build_backbone
 from models.build import build_model, from_config, load_model, save_model_config
 from models.embedding import FeatureEmbedding, TaskEmbeddings
 from models.multitask import ServingModel
 from mtrec.config import ModelParams, load_params
 
-ZOO = {
-    "single_task": {"name": "single_task", "hidden": [64]},
-    "shared_bottom": {"name": "shared_bottom", "hidden": [64]},
-    "cross_stitch": {"name": "cross_stitch", "hidden": [64, 32], "init_self": 0.9},
-    "mmoe": {"name": "mmoe", "num_experts": 4, "expert_hidden": [64]},
-    "ple": {"name": "ple", "levels": 2, "num_shared_experts": 2, "num_specific_experts": 1, "expert_hidden": [64]},
-    "stem": {"name": "stem", "num_shared_experts": 1, "num_specific_experts": 1, "expert_hidden": [64]},
-    "mssm": {"name": "mssm", "num_shared_experts": 2, "num_specific_experts": 1, "expert_hidden": [64],
-             "l0_weight": 1.0e-3},
-    "esmm": {"name": "esmm", "hidden": [64]},
-    "aitm": {"name": "aitm", "hidden": [64], "calibrator_weight": 0.6},
-}
+ZOO = DOCUMENTED_CONFIGS
 
 TASKS = [("like", "binary"), ("love", "binary"), ("rating", "regression")]
 PARENTS = {"like": None, "love": "like", "rating": None}      # as the ml100k spec says
