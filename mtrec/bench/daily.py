@@ -6,23 +6,19 @@ show the steady state of a daily schedule.
 """
 from __future__ import annotations
 
-import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from mtrec.bench.machine import describe, today
+from mtrec.bench.scratch import scratch_home
 
 
 def run(dataset: str, dates: list[str], overrides: dict, source_dir: Path | None) -> str:
     from mtrec.pipeline import STEPS, RunContext, run_step
 
-    home = Path(tempfile.mkdtemp(prefix="mtrec-bench-"))
-    old_home = os.environ.get("MTREC_HOME")
-    os.environ["MTREC_HOME"] = str(home)
-    try:
+    with scratch_home("mtrec-bench-"):
         rows, totals = [], []
         for date in dates:
             ctx = RunContext.create({**overrides, "dataset": dataset, "date": date})
@@ -32,12 +28,6 @@ def run(dataset: str, dates: list[str], overrides: dict, source_dir: Path | None
             times = {step: run_step(step, ctx)["step_seconds"] for step in STEPS}
             totals.append(time.perf_counter() - t0)
             rows.append((date, times))
-    finally:
-        if old_home is None:
-            os.environ.pop("MTREC_HOME", None)
-        else:
-            os.environ["MTREC_HOME"] = old_home
-        shutil.rmtree(home, ignore_errors=True)
     steps = list(rows[0][1])
     cmd = "mtrec bench daily " + " ".join(sys.argv[3:]) if len(sys.argv) > 3 else "mtrec bench daily"
     out = [f"`{cmd}` — {today()} — {describe()}", "",

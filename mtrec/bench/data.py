@@ -11,14 +11,13 @@ import multiprocessing as mp
 from queue import Empty
 import os
 import resource
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
 
 from mtrec.bench.machine import describe, today
+from mtrec.bench.scratch import scratch_home
 
 ENV_ROWS, ENV_DAYS = "MTREC_SYNTH_ROWS_PER_DAY", "MTREC_SYNTH_DAYS"
 
@@ -98,11 +97,8 @@ def run(rows_per_day: int, days: int, entity_rows: list[int], overrides: dict, c
     from components.sources import synthetic
     from mtrec.pipeline import RunContext, run_step
 
-    home = Path(tempfile.mkdtemp(prefix="mtrec-bench-data-"))
-    saved = {k: os.environ.get(k) for k in ("MTREC_HOME", ENV_ROWS, ENV_DAYS)}
-    os.environ.update({"MTREC_HOME": str(home), ENV_ROWS: str(rows_per_day), ENV_DAYS: str(days)})
     lines = []
-    try:
+    with scratch_home("mtrec-bench-data-", **{ENV_ROWS: str(rows_per_day), ENV_DAYS: str(days)}) as home:
         cfg = synthetic.config()
         last = cfg.day(cfg.days - 1)
         overrides = {"dataset": "synthetic", "date": last, "window.train_days": max(cfg.days - 2, 1), **overrides}
@@ -126,13 +122,6 @@ def run(rows_per_day: int, days: int, entity_rows: list[int], overrides: dict, c
             for kind in ("feast", "duckdb_asof"):
                 r = _measure_join(kind, home, overrides, n)
                 joins.append((n, r))
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        shutil.rmtree(home, ignore_errors=True)
     out = [f"`{command}` — {today()} — {describe()}", "",
            "| step (own process) | rows | seconds | rows/s | peak RSS (GiB) |", "|---|---|---|---|---|", *lines, "",
            "| point-in-time join | entity rows | seconds | peak RSS (GiB) | RSS before join (GiB) | Feast / DuckDB |",

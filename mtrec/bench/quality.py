@@ -7,15 +7,14 @@ tuned on the test days), and is scored on the test days. The table shows mean ±
 """
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 from mtrec.bench.machine import describe, today
+from mtrec.bench.scratch import scratch_home
 
 SETUPS = {  # data set -> run date and window: a week of test days where the data allows it
     "ml100k": {"date": "1998-03-31", "window.train_days": 120, "window.valid_days": 7, "window.test_days": 7},
@@ -36,11 +35,8 @@ def run(datasets: list[str], backbones: list[str], seeds: list[int], results_pat
     from components import evaluate, train
     from mtrec.pipeline import RunContext, run_step
 
-    home = Path(tempfile.mkdtemp(prefix="mtrec-bench-quality-"))
-    saved = os.environ.get("MTREC_HOME")
-    os.environ["MTREC_HOME"] = str(home)
     sections = []
-    try:
+    with scratch_home("mtrec-bench-quality-"):
         for dataset in datasets:
             base_conf = {"dataset": dataset, **SETUPS[dataset], **(extra or {})}
             base = RunContext.create({**base_conf, "model_name": "base"})
@@ -66,12 +62,6 @@ def run(datasets: list[str], backbones: list[str], seeds: list[int], results_pat
                                 rows.setdefault(backbone, {}).setdefault(f"{task} {key}", []).append(m[key])
             manifest = base.run_files.dataset_manifest.read_text()
             sections.append(_section(dataset, base, rows, seconds, seeds, manifest))
-    finally:
-        if saved is None:
-            os.environ.pop("MTREC_HOME", None)
-        else:
-            os.environ["MTREC_HOME"] = saved
-        shutil.rmtree(home, ignore_errors=True)
     header = f"`{command}` — {today()} — {describe()}"
     body = "\n\n".join([header, *sections])
     _write(results_path, "+".join(datasets), body)
