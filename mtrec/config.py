@@ -103,6 +103,21 @@ class ValidateParams:
 
 
 @dataclass(frozen=True)
+class VersioningParams:
+    """The `version` step (components/version.py): where a run's inputs and outputs are pushed.
+
+    remote: a DVC remote name (`dvc remote add NAME URL`); "" = DVC's default remote
+    (`core.remote` in .dvc/config or config.local), and when DVC has none, the local directory
+    `local_remote`. Relative directories resolve from MTREC_HOME, as `paths:` do.
+    """
+
+    remote: str = ""
+    local_remote: Path = Path("dvc-remote")
+    cache: Path = Path("dvc-cache")        # the DVC cache the step stages objects in before a push
+    jobs: int = 4                          # parallel transfers per push / fetch
+
+
+@dataclass(frozen=True)
 class Params:
     dataset: str
     date: str
@@ -115,6 +130,7 @@ class Params:
     model: ModelParams
     gate: GateParams
     export: ExportParams
+    versioning: VersioningParams = VersioningParams()
 
 
 def _apply_spec_blocks(raw: dict, dataset: str | None) -> dict:
@@ -169,11 +185,18 @@ def load_params(path: Path | None = None, overrides: dict[str, Any] | None = Non
             model=ModelParams(**model_raw),
             gate=GateParams().merged(raw.get("gate", {})),
             export=ExportParams(**export_raw),
+            versioning=_versioning(raw.get("versioning") or {}),
         )
     except (KeyError, TypeError) as exc:
         raise ConfigError(f"{path}: missing or unknown parameter: {exc}") from exc
     _check(params, path)
     return params
+
+
+def _versioning(raw: dict) -> VersioningParams:
+    v = VersioningParams(**raw)
+    return VersioningParams(remote=str(v.remote or ""), local_remote=_resolve(v.local_remote),
+                            cache=_resolve(v.cache), jobs=int(v.jobs))
 
 
 def _resolve(p: str) -> Path:

@@ -100,7 +100,13 @@ def _report(ctx: RunContext):
     return report.run(ctx.run_files, ctx.spec, ctx.params, ctx.layout)
 
 
-# Order is the data flow. `fetch` is idempotent: it downloads or copies a source once.
+def _version(ctx: RunContext):
+    from components import version
+    return version.run(ctx.spec, ctx.params, ctx.layout, ctx.run_files)
+
+
+# Order is the data flow. `fetch` is idempotent: it downloads or copies a source once. `version`
+# comes last: it pushes what the run read and wrote to the DVC remote, with a run manifest.
 STEPS: dict[str, Callable[[RunContext], Any]] = {
     "fetch": _fetch,
     "ingest": _ingest,
@@ -114,6 +120,7 @@ STEPS: dict[str, Callable[[RunContext], Any]] = {
     "export": _export,
     "promote": _promote,
     "report": _report,
+    "version": _version,
 }
 ALL_STEPS = STEPS
 
