@@ -15,7 +15,7 @@ from airflow.sdk import DAG, DeadlineAlert, DeadlineReference, Param, SyncCallba
 # The trigger form offers the data sets that have a spec (a directory listing: no heavy import).
 DATASETS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "features" / "datasets").glob("*.yaml"))
 # Data flow order, matching mtrec.pipeline.STEPS (a test keeps them equal).
-STEP_IDS = ["fetch", "ingest", "features", "validate", "materialize", "dataset", "train", "evaluate", "gate", "export", "promote", "report"]
+STEP_IDS = ["fetch", "ingest", "features", "validate", "materialize", "dataset", "train", "evaluate", "gate", "export", "promote", "report", "version"]
 
 
 
