@@ -5,6 +5,7 @@
     mtrec run --date 1998-03-01 --set train.max_epochs=3 --conf '{"backbone": "mmoe"}'
     mtrec models list                                     # champions in artifacts/registry
     mtrec models rollback --dataset ml100k --model mmoe   # serve the previous champion again
+    mtrec reproduce ml100k/1998-03-01/mmoe [--retrain]    # a versioned run's model, checked byte for byte
 """
 from __future__ import annotations
 
@@ -78,7 +79,37 @@ def build_parser() -> argparse.ArgumentParser:
     metrics_b.add_argument("--users", type=int, default=100_000)
     metrics_b.add_argument("--seed", type=int, default=0)
     _add_models_parser(sub)
+    _add_reproduce_parser(sub)
     return parser
+
+
+def _add_reproduce_parser(sub) -> None:
+    """`mtrec reproduce <run> [--retrain]` (logic in mtrec/reproduce.py)."""
+    rep = sub.add_parser("reproduce", help="restore a versioned run's model from the DVC remote, or --retrain it, "
+                                           "and check it against the run manifest")
+    rep.add_argument("run", help="run id, dataset/date[/model] (the newest manifest), or a manifest .json file")
+    rep.add_argument("--retrain", action="store_true",
+                     help="rebuild model.pt on CPU from the versioned split files and params instead of fetching it")
+    rep.add_argument("--remote", help="DVC remote name, or a path/URL (default: versioning.remote, then DVC's "
+                                      "default remote, then versioning.local_remote)")
+    rep.add_argument("--out", type=Path, help="run directory to write (default: artifacts/reproduced/<run id>/<mode>)")
+    rep.add_argument("--allow-other-revision", action="store_true",
+                     help="retrain even when this checkout's commit or dataset spec differs from the run's")
+    rep.add_argument("--params", type=Path, default=None, help="params.yaml to read (default: the repo's)")
+    rep.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a param, e.g. versioning.cache=/tmp/c")
+
+
+def _run_reproduce(args: argparse.Namespace) -> int:
+    from mtrec.config import load_params
+    from mtrec.pipeline import to_jsonable
+    from mtrec.reproduce import format_result, reproduce
+
+    params = load_params(args.params, _parse_set(args.set))
+    result = reproduce(args.run, params, remote=args.remote, out=args.out, retrain=args.retrain,
+                       allow_other_revision=args.allow_other_revision)
+    print(json.dumps(to_jsonable(result), indent=2))
+    print(format_result(result))
+    return 0 if result.identical else 1
 
 
 def _add_models_parser(sub) -> None:
@@ -155,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "models":
             print(_run_models(args))
             return 0
+        if args.command == "reproduce":
+            return _run_reproduce(args)
         if args.command == "bench":
             command = "mtrec " + " ".join(argv if argv is not None else sys.argv[1:])
             if args.bench in ("quality", "train", "metrics"):
