@@ -2,6 +2,13 @@
 
 Wiring only. Each task calls `mtrec.pipeline.run_step` for the partition of the run's logical
 date; all logic and heavy imports live in components/, loaded inside the task.
+
+- `train` runs on queue `gpu` (CeleryExecutor routes it to a worker started with `-q gpu`;
+  LocalExecutor ignores queues) and in pool `gpu`, which caps concurrent training jobs. The pool
+  must exist (deploy/airflow/launch.py init-db creates it): Airflow never schedules a task whose
+  pool is missing, so the run would wait forever.
+- `features` publishes the asset `mtrec://feature-store/activity` (the Feast repo's user/item
+  activity views); each event's extra names the data set and the serve day it refreshed.
 """
 from __future__ import annotations
 
@@ -10,12 +17,22 @@ from datetime import timedelta
 from pathlib import Path
 
 import pendulum
-from airflow.sdk import DAG, DeadlineAlert, DeadlineReference, Param, SyncCallback, task
+from airflow.sdk import DAG, Asset, DeadlineAlert, DeadlineReference, Param, SyncCallback, task
 
 # The trigger form offers the data sets that have a spec (a directory listing: no heavy import).
 DATASETS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "features" / "datasets").glob("*.yaml"))
 # Data flow order, matching mtrec.pipeline.STEPS (a test keeps them equal).
 STEP_IDS = ["fetch", "ingest", "features", "validate", "materialize", "dataset", "train", "evaluate", "gate", "export", "promote", "report", "version"]
+
+# The feature store's activity tables, refreshed by `features` for the run's serve day.
+FEATURE_STORE = Asset(name="mtrec_feature_store_activity", uri="mtrec://feature-store/activity",
+                      group="feature_store")
+# Operator arguments per step id; a step not named here gets the defaults (queue "default", pool
+# "default_pool"). Keyed by id so a step added to STEP_IDS needs no change here.
+STEP_TASK_ARGS: dict[str, dict] = {
+    "features": {"outlets": [FEATURE_STORE]},
+    "train": {"queue": "gpu", "pool": "gpu"},
+}
 
 
 
@@ -66,7 +83,7 @@ with DAG(
 ) as dag:
 
     def make_task(step: str):
-        @task(task_id=step)
+        @task(task_id=step, **STEP_TASK_ARGS.get(step, {}))
         def run(**context) -> dict:
             from mtrec.airflow_glue import run_step_for_context
 

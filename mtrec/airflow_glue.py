@@ -27,13 +27,36 @@ PERMANENT = ("DataValidationError", "ConfigError", "SpecError", "RowCountError")
 
 def run_step_for_context(step: str, context: dict[str, Any]) -> dict:
     try:
-        return run_step(step, RunContext.create(overrides_from_context(context)))
+        ctx = RunContext.create(overrides_from_context(context))
+        result = run_step(step, ctx)
     except Exception as exc:
         if type(exc).__name__ in PERMANENT:
             from airflow.sdk.exceptions import AirflowFailException
 
             raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
         raise
+    annotate_outlets(context, ctx, step, result)
+    return result
+
+
+def annotate_outlets(context: dict[str, Any], ctx: RunContext, step: str, result: dict) -> None:
+    """Give each asset event this task emits an extra naming what it refreshed.
+
+    The DAG's outlets are static (one asset for the feature store's activity tables); the data set
+    and the serve day vary per run, so they travel in the event's extra, which the Assets view
+    shows and which an asset-triggered consumer reads from `triggering_asset_events`.
+    """
+    task, events = context.get("task"), context.get("outlet_events")
+    if task is None or events is None:
+        return
+    for outlet in getattr(task, "outlets", None) or []:
+        if getattr(outlet, "uri", None) is None:  # only assets (not aliases) carry events here
+            continue
+        events[outlet].extra = {
+            "dataset": ctx.params.dataset, "date": ctx.params.date, "step": step,
+            "feast_repo": str(ctx.layout.feast_dir),
+            **{k: v for k, v in result.items() if k in ("feature_views", "feature_service")},
+        }
 
 
 def record_failure(context: dict[str, Any]) -> None:
