@@ -9,7 +9,8 @@ metrics.json (every value a number or null; null with a "note" where a metric is
         calibration          {pred_obs_ratio: mean score / positive rate,
                               ece: expected calibration error, ECE_BINS = 10 equal-width bins}
         multi_auc            {<partner task>: Multi-AUC of this task's score}, only for binary
-                             tasks in a parent/child pair of the spec (DESIGN section 4): the four
+                             tasks in a parent/child pair of the spec or paired by CrossDistil
+                             (its `partners`) (DESIGN section 4): the four
                              (this, partner) label classes ordered (1,1) > (1,0) > (0,1) > (0,0),
                              i.e. ++ > +- > -+ > -- for the parent and ++ > -+ > +- > -- for the
                              child in (parent, child) notation
@@ -21,6 +22,11 @@ metrics.json (every value a number or null; null with a "note" where a metric is
         scores order the pair like the reference (strictly); reverse_ratio the share in which
         both order it the other way. Needs a graded reference (at most CONSISTENCY_MAX_LEVELS
         distinct values), else null with a note.
+
+    heads                only with a transfer method that makes further predictions beside the
+                         served ones: {<head>: {<task>: the task metrics above, without gauc}}, e.g.
+                         CrossDistil's "teacher" heads (AUC and Multi-AUC of the calibrated
+                         teachers) or EKTM's "original" prediction.
 
 Each metric uses the rows where its labels are present (NaN labels are left out).
 """
@@ -58,6 +64,26 @@ def score_frame(model: MultiTaskModel | ServingModel, encoders: Encoders, df: pd
             parts[i].append(o.float().cpu().numpy())
     return {name: (np.concatenate(p) if p else np.zeros(0)).astype(np.float64)
             for name, p in zip(serving.output_names, parts)}
+
+
+@torch.no_grad()
+def score_heads(model: MultiTaskModel, encoders: Encoders, df: pd.DataFrame, heads: list[str],
+                batch_size: int = 8192) -> dict[str, dict[str, np.ndarray]]:
+    """A transfer method's further prediction sets (CrossDistil's teachers, EKTM's original
+    prediction): head -> task -> N float64, sigmoid applied to binary tasks."""
+    model.eval()
+    kinds = dict(model.tasks)
+    device = next(model.parameters()).device
+    cat, num = encoders.transform(df)
+    parts: dict[str, dict[str, list[np.ndarray]]] = {h: {} for h in heads}
+    for start in range(0, len(df), batch_size):
+        out = model(torch.from_numpy(cat[start:start + batch_size]).to(device),
+                    torch.from_numpy(num[start:start + batch_size]).to(device))
+        for h in heads:
+            for task, v in out.heads[h].items():
+                v = v.sigmoid() if kinds[task] == "binary" else v
+                parts[h].setdefault(task, []).append(v.float().cpu().numpy())
+    return {h: {t: np.concatenate(p).astype(np.float64) for t, p in tasks.items()} for h, tasks in parts.items()}
 
 
 ECE_BINS = 10                # equal-width probability bins of the expected calibration error
@@ -100,6 +126,16 @@ def funnel_pairs(spec: DatasetSpec) -> list[tuple[str, str]]:
     kinds = {t.name: t.type for t in spec.tasks}
     return [(t.parent, t.name) for t in spec.tasks
             if t.parent and kinds.get(t.parent) == "binary" and t.type == "binary"]
+
+
+def multi_auc_pairs(spec: DatasetSpec, model: MultiTaskModel) -> list[tuple[str, str]]:
+    """(task, partner) pairs whose Multi-AUC is reported: both directions of each funnel pair of
+    the spec, and each CrossDistil task with its partner (models.transfer.crossdistil)."""
+    pairs: list[tuple[str, str]] = []
+    for parent, child in funnel_pairs(spec):
+        pairs += [(parent, child), (child, parent)]
+    pairs += list(getattr(model.transfer, "partners", {}).items())
+    return list(dict.fromkeys(pairs))
 
 
 def multi_auc_of(y_self: np.ndarray, y_partner: np.ndarray, score: np.ndarray) -> float | None:
@@ -157,10 +193,21 @@ def run(run_files: RunFiles, spec: DatasetSpec, params: Params) -> dict:
     result: dict = {"n_test": int(len(test)),
                     "tasks": {t.name: task_metrics(t.type, preds[t.name].to_numpy(), scores[t.name],
                                                    users if t.is_binary else None) for t in spec.tasks}}
-    for parent, child in funnel_pairs(spec):
-        y_parent, y_child = preds[parent].to_numpy(), preds[child].to_numpy()
-        result["tasks"][parent].setdefault("multi_auc", {})[child] = multi_auc_of(y_parent, y_child, scores[parent])
-        result["tasks"][child].setdefault("multi_auc", {})[parent] = multi_auc_of(y_child, y_parent, scores[child])
+    pairs = multi_auc_pairs(spec, model)
+    for task, partner in pairs:
+        result["tasks"][task].setdefault("multi_auc", {})[partner] = multi_auc_of(
+            preds[task].to_numpy(), preds[partner].to_numpy(), scores[task])
+    heads = list(getattr(model.transfer, "evaluated_heads", ()))
+    if heads:
+        kinds = {t.name: t.type for t in spec.tasks}
+        result["heads"] = {}
+        for head, head_scores in score_heads(model, encoders, test, heads).items():
+            result["heads"][head] = {task: task_metrics(kinds[task], preds[task].to_numpy(), score)
+                                     for task, score in head_scores.items()}
+            for task, partner in pairs:
+                if task in head_scores:
+                    result["heads"][head][task].setdefault("multi_auc", {})[partner] = multi_auc_of(
+                        preds[task].to_numpy(), preds[partner].to_numpy(), head_scores[task])
     consistency = consistency_metrics(spec, preds, scores)
     if consistency is not None:
         result["consistency"] = consistency

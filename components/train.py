@@ -4,6 +4,11 @@ Engine: the whole encoded split lives on the device as tensors; each epoch draws
 from a seeded torch.Generator and slices index batches from it (no per-row Dataset/DataLoader:
 at these row widths Python per-row overhead would dominate). Adam, loss = sum over tasks of
 BCE-with-logits (binary) / MSE (regression), gradient clipping, early stopping on the valid loss.
+A transfer method may bring its own objective (`objective`: CrossDistil's teacher ranking and
+distillation, EKTM's enhanced loss), its own sampled rows appended to each batch (CrossDistil's
+bootstrap quadruplets, from a second seeded generator) and a second parameter set updated in a
+second step of each iteration (CrossDistil's calibration, `_aux_step`); see models.transfer. The
+valid loss is always the served predictions' plain loss, so early stopping selects what ships.
 On CPU the run is bitwise reproducible for a seed; on CUDA the forward runs under bf16 autocast.
 
 Checkpoint and resume: after every epoch, `train_state.pt` in the run directory receives (atomically)
@@ -38,7 +43,7 @@ import os
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -52,6 +57,7 @@ from torch.nn.parallel import DistributedDataParallel
 from components.encode import Encoders
 from models.build import build_model, save_model_config
 from models.multitask import MultiTaskModel
+from models.transfer import resolve_hparams
 from mtrec.atomic import atomic_path, write_json
 from mtrec.config import Params, TrainParams
 from mtrec.device import pick_device
@@ -62,7 +68,7 @@ log = logging.getLogger("mtrec.train")
 
 EVAL_BATCH = 8192
 STATE_FILE = "train_state.pt"   # in the run directory, beside model.pt
-STATE_VERSION = 1
+STATE_VERSION = 2               # 2: + the transfer sampler's generator and aux optimizer
 BAR_SECONDS = 0.5               # the in-epoch bar redraws at most this often
 
 
@@ -117,18 +123,40 @@ def read_split(run_files: RunFiles, name: str, spec: DatasetSpec, allow_nan_labe
     return df
 
 
+def prediction_loss(kind: str, prediction: torch.Tensor, label: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """BCE-with-logits (binary) or MSE (regression) in float32 (predictions may be bf16 under autocast)."""
+    fn = F.binary_cross_entropy_with_logits if kind == "binary" else F.mse_loss
+    return fn(prediction.float(), label, reduction=reduction)
+
+
 def task_losses(outputs: dict[str, torch.Tensor], labels: dict[str, torch.Tensor],
                 tasks: list[tuple[str, str]], reduction: str = "mean") -> dict[str, torch.Tensor]:
-    """Per-task loss in float32 (outputs may be bf16 under autocast): BCE-with-logits or MSE,
-    plus the model's per-row penalties for that task when it reports any (see _add_penalties).
+    """Per-task loss of the served predictions: BCE-with-logits or MSE, plus the model's per-row
+    penalties for that task when it reports any (see _add_penalties). This is the valid loss.
 
     Funnel children under ESMM already output the entire-space (pCTCVR) logit, so their BCE is
     ESMM's loss over all impressions; AITM's calibrator arrives as a penalty.
     """
-    losses = {name: (F.binary_cross_entropy_with_logits if kind == "binary" else F.mse_loss)(
-                  outputs[name].float(), labels[name], reduction=reduction)
-              for name, kind in tasks}
+    losses = {name: prediction_loss(kind, outputs[name], labels[name], reduction) for name, kind in tasks}
     return _add_penalties(losses, outputs, reduction)
+
+
+def objective(model: MultiTaskModel, outputs, labels: dict[str, torch.Tensor], n_main: int,
+              reduction: str = "mean") -> dict[str, torch.Tensor]:
+    """The training loss per task over one step's rows: the first n_main are the batch, any after
+    them the transfer method's sampled rows (CrossDistil's quadruplets).
+
+    Without a transfer objective this is task_losses over the batch; with one (models.transfer:
+    `losses`), the method turns the served predictions' plain losses into its own, and the
+    backbone's penalties are added afterwards.
+    """
+    batch = outputs.rows(n_main) if n_main < len(next(iter(labels.values()))) else outputs
+    batch_labels = {k: v[:n_main] for k, v in labels.items()}
+    hook = getattr(model.transfer, "losses", None)
+    if hook is None:
+        return task_losses(batch, batch_labels, model.tasks, reduction)
+    base = {name: prediction_loss(kind, batch[name], batch_labels[name], reduction) for name, kind in model.tasks}
+    return _add_penalties(hook(outputs, labels, n_main, base, reduction, prediction_loss), batch, reduction)
 
 
 def _add_penalties(losses: dict[str, torch.Tensor], outputs: dict[str, torch.Tensor],
@@ -318,7 +346,17 @@ def fit_outcome(model: MultiTaskModel, train: Tensors, valid: Tensors, tp: Train
     """fit(), returning a FitOutcome (it also says whether the run resumed and how many processes ran)."""
     group = Group.current()
     gen = torch.Generator().manual_seed(tp.seed)
-    opt = torch.optim.Adam(model.parameters(), lr=tp.learning_rate, weight_decay=tp.weight_decay)
+    # A transfer method's own sampled rows (CrossDistil's bootstrap quadruplets) come from their own
+    # generator, so the batch order is the same with and without them.
+    sample_rows = getattr(model.transfer, "sample_rows", None)
+    sample_gen = torch.Generator().manual_seed(tp.seed + 1)
+    # A transfer method's second parameter set (CrossDistil's calibration Ω) has its own optimizer
+    # and step, after the model step; the model optimizer never sees it.
+    aux_params = list(getattr(model.transfer, "aux_parameters", lambda: [])())
+    aux_ids = {id(p) for p in aux_params}
+    opt = torch.optim.Adam([p for p in model.parameters() if id(p) not in aux_ids], lr=tp.learning_rate,
+                           weight_decay=tp.weight_decay)
+    aux_opt = torch.optim.Adam(aux_params, lr=model.transfer.calibration_lr) if aux_params else None
     autocast = device.type == "cuda"  # bf16 autocast pays off on GPUs; on CPU it would cost bitwise repro
     best_loss, best_epoch, best_state, history, done, stopped = math.inf, 0, None, [], 0, False
     saved = _load_state(state_path, fingerprint)
@@ -326,6 +364,9 @@ def fit_outcome(model: MultiTaskModel, train: Tensors, valid: Tensors, tp: Train
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
         gen.set_state(saved["generator"])
+        sample_gen.set_state(saved["sample_generator"])
+        if aux_opt is not None:
+            aux_opt.load_state_dict(saved["aux_optimizer"])
         torch.set_rng_state(saved["cpu_rng"])  # dropout and other in-model draws continue where they were
         if device.type == "cuda" and saved["cuda_rng"]:
             torch.cuda.set_rng_state(saved["cuda_rng"][0], device)
@@ -336,6 +377,9 @@ def fit_outcome(model: MultiTaskModel, train: Tensors, valid: Tensors, tp: Train
                      best_epoch, best_loss, "; it had already stopped early" if stopped else "")
     net = model
     if group.size > 1:
+        if aux_params:  # Ω is outside the model loss; its gradients are all-reduced by hand below
+            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+                model, [n for n, p in model.named_parameters() if id(p) in aux_ids])
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     progress = _Progress(len(train), tp.max_epochs, enabled=group.rank == 0)
     clip = tp.grad_clip_norm and tp.grad_clip_norm > 0
@@ -348,14 +392,18 @@ def fit_outcome(model: MultiTaskModel, train: Tensors, valid: Tensors, tp: Train
         total = torch.zeros((), device=device)  # summed on device: one sync per epoch, not per batch
         for batch in torch.randperm(len(train), generator=gen).to(device).split(tp.batch_size):
             idx = batch if group.size == 1 else batch.tensor_split(group.size)[group.rank]
+            rows = idx
+            extra = sample_rows(train.labels, sample_gen) if sample_rows is not None else None
+            if extra is not None:  # every rank scores the same sampled rows (see the transfer docstrings)
+                rows = torch.cat([idx, extra.to(device)])
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                out = net(train.categorical[idx], train.numeric[idx])
-            labels = {k: v[idx] for k, v in train.labels.items()}
+                out = net(train.categorical[rows], train.numeric[rows])
+            labels = {k: v[rows] for k, v in train.labels.items()}
             if group.size == 1:
-                loss = sum(task_losses(out, labels, model.tasks).values())
+                loss = sum(objective(model, out, labels, len(idx)).values())
                 loss_sum = loss.detach() * len(idx)
             else:  # DDP averages gradients over ranks: scale so the average is the global-batch mean
-                loss_sum = sum(task_losses(out, labels, model.tasks, "sum").values())
+                loss_sum = sum(objective(model, out, labels, len(idx), "sum").values())
                 loss = loss_sum * (group.size / len(batch))
                 loss_sum = loss_sum.detach()
             opt.zero_grad(set_to_none=True)
@@ -363,6 +411,8 @@ def fit_outcome(model: MultiTaskModel, train: Tensors, valid: Tensors, tp: Train
             if clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), tp.grad_clip_norm)
             opt.step()
+            if aux_opt is not None:
+                _aux_step(model, aux_opt, train, idx, len(batch), autocast, group)
             total += loss_sum
             progress.step(len(batch), len(idx), total)
         if group.size > 1:
@@ -388,6 +438,8 @@ def fit_outcome(model: MultiTaskModel, train: Tensors, valid: Tensors, tp: Train
             _save_state(state_path, {
                 "version": STATE_VERSION, "fingerprint": fingerprint, "epoch": epoch, "stopped": stopped,
                 "model": model.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
+                "sample_generator": sample_gen.get_state(),
+                "aux_optimizer": aux_opt.state_dict() if aux_opt is not None else {},
                 "cpu_rng": torch.get_rng_state(),
                 "cuda_rng": [torch.cuda.get_rng_state(device)] if device.type == "cuda" else [],  # this rank's GPU only
                 "best_state": best_state, "best_loss": best_loss, "best_epoch": best_epoch, "history": history})
@@ -395,6 +447,30 @@ def fit_outcome(model: MultiTaskModel, train: Tensors, valid: Tensors, tp: Train
         if on_epoch_end is not None:
             on_epoch_end(entry)
     return FitOutcome(best_state, history, best_epoch, best_loss, done, group.size)
+
+
+def _aux_step(model: MultiTaskModel, aux_opt: torch.optim.Optimizer, train: Tensors, idx: torch.Tensor,
+              global_rows: int, autocast: bool, group: Group) -> None:
+    """The second step of a bi-level iteration (models.transfer: aux_parameters / aux_loss): score
+    the batch again with the just-updated model, frozen (no grad), and take one step on the aux
+    parameters only. Under DDP each rank weighs its mean loss by its share of the global batch and
+    the gradients are summed over ranks here."""
+    was_training = model.training
+    model.eval()  # the frozen model scores as served (no dropout)
+    with torch.no_grad(), torch.autocast(train.categorical.device.type, dtype=torch.bfloat16, enabled=autocast):
+        out = model(train.categorical[idx], train.numeric[idx])
+    model.train(was_training)
+    aux_opt.zero_grad(set_to_none=False)
+    if len(idx):  # a rank may hold no rows of the last global batch; it still joins the all-reduce
+        loss = model.transfer.aux_loss(out, {k: v[idx] for k, v in train.labels.items()})
+        # this rank's share of the global batch mean: the all-reduced sum is the single-process gradient
+        (loss * (len(idx) / global_rows)).backward()
+    if group.size > 1:
+        for p in (p for g in aux_opt.param_groups for p in g["params"]):
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            dist.all_reduce(p.grad)
+    aux_opt.step()
 
 
 def run(run_files: RunFiles, spec: DatasetSpec, params: Params, *,
@@ -413,7 +489,11 @@ def run(run_files: RunFiles, spec: DatasetSpec, params: Params, *,
         del train_df, valid_df
 
         torch.manual_seed(tp.seed)  # weight init; batch order has its own generator
-        model = build_model(enc.cardinalities, len(enc.numeric), list(enc.tasks), params.model,
+        # Data-dependent transfer defaults (CrossDistil's partner tasks) come from the train labels
+        # and are stored in model_config.json with the rest of the recipe.
+        model_params = replace(params.model, transfer=resolve_hparams(params.model.transfer, list(enc.tasks),
+                                                                      train.labels))
+        model = build_model(enc.cardinalities, len(enc.numeric), list(enc.tasks), model_params,
                             parents={t.name: t.parent for t in spec.tasks})
         with torch.no_grad():  # regression heads start at the label mean so early MSE is not huge
             for name, kind in model.tasks:

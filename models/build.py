@@ -87,9 +87,14 @@ def from_config(config: dict) -> MultiTaskModel:
     backbone = build_backbone(bb_name, embedding.out_dim, len(tasks), n_fields=embedding.n_fields,
                               parents=parents, **bb)
     tr = dict(m["transfer"])
-    transfer = build_transfer(tr.pop("name"), backbone.out_dim, len(tasks), **tr)
+    transfer = build_transfer(tr.pop("name"), backbone.out_dim, tasks, m["tower_hidden"], parents, **tr)
     towers = Towers(transfer.out_dim, tasks, m["tower_hidden"])
-    output = backbone.output_layer([n for n, _ in tasks]) if hasattr(backbone, "output_layer") else None
+    names = [n for n, _ in tasks]
+    # The backbone's funnel output layer (ESMM, AITM) wins; else a transfer method may bring one
+    # (EKTM's entire-space loss for sequential targets).
+    output = backbone.output_layer(names) if hasattr(backbone, "output_layer") else None
+    if output is None and hasattr(transfer, "output_layer"):
+        output = transfer.output_layer(names)
     model = MultiTaskModel(embedding, backbone, transfer, towers, output)
     model.config = config
     return model

@@ -1,16 +1,21 @@
-"""No knowledge transfer: the per-task representations pass through unchanged."""
+"""No knowledge transfer: each task's representation goes through its own tower, unchanged."""
 from __future__ import annotations
+
+from typing import Sequence
 
 import torch
 from torch import nn
 
+from models.towers import Towers
+
 
 class NoTransfer(nn.Module):
-    """K x [B x H] -> the same K x [B x H]; out_dim = in_dim."""
+    """K x [B x H] -> towers -> {task: B}; no heads. out_dim = in_dim (the towers' input width)."""
 
-    def __init__(self, in_dim: int, n_tasks: int):
+    def __init__(self, in_dim: int, tasks: Sequence[tuple[str, str]], tower_hidden: Sequence[int],
+                 parents: Sequence[int | None]):
         super().__init__()
         self.out_dim = in_dim
 
-    def forward(self, reps: list[torch.Tensor]) -> list[torch.Tensor]:
-        return list(reps)
+    def forward(self, reps: list[torch.Tensor], towers: Towers) -> tuple[dict[str, torch.Tensor], dict]:
+        return towers(reps), {}

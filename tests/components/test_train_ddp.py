@@ -29,14 +29,20 @@ REPO = Path(__file__).resolve().parents[2]
 BATCH = 128
 N_TRAIN = 24 * BATCH + 1
 AUC_TOL, MSE_REL_TOL, VALID_LOSS_REL_TOL = 0.01, 0.02, 1e-4
+# CrossDistil scores its sampled rows in a forward of 320 rows on one process and 256 per rank on
+# two: BLAS blocks differ, teacher logits differ in the last bits and the pairwise ranking loss
+# amplifies that over epochs (observed: 2e-4 relative after 2 epochs; 1e-7 with 1 sample per
+# subset, which rules out a scaling error). The math is the same; the tolerance says so.
+CROSSDISTIL_VALID_LOSS_REL_TOL = 2e-3
 
 
 make_frame = ml100k_like_frame
 
 
-def context(tmp_path: Path, model_name: str) -> tuple[RunContext, list[str]]:
+def context(tmp_path: Path, model_name: str, **extra) -> tuple[RunContext, list[str]]:
     sets = {"paths.data": str(tmp_path / "data"), "paths.artifacts": str(tmp_path / "artifacts"),
-            "run.model_name": model_name, "train.batch_size": BATCH, "train.max_epochs": 4, "train.patience": 9}
+            "run.model_name": model_name, "train.batch_size": BATCH, "train.max_epochs": 4, "train.patience": 9,
+            **extra}
     ctx = RunContext.create({"dataset": "ml100k", "date": "1998-03-01", **sets})
     ctx.run_files.dataset_dir.mkdir(parents=True, exist_ok=True)
     for i, (name, n) in enumerate((("train", N_TRAIN), ("valid", 600), ("test", 1500))):
@@ -55,9 +61,12 @@ def launch(cmd: list[str]) -> None:
     assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
 
 
-def test_two_processes_match_one_at_the_same_global_batch(tmp_path):
-    one, one_args = context(tmp_path, "one")
-    two, two_args = context(tmp_path, "two")
+@pytest.mark.parametrize("transfer", ["none", "crossdistil"])
+def test_two_processes_match_one_at_the_same_global_batch(tmp_path, transfer):
+    """With CrossDistil too: its sampled quadruplets are the same on every rank and its calibration
+    parameters sit outside DDP, their gradients all-reduced by hand in the bi-level step."""
+    one, one_args = context(tmp_path, "one", **{"model.transfer.name": transfer})
+    two, two_args = context(tmp_path, "two", **{"model.transfer.name": transfer})
     launch([sys.executable, "-m", "components.train", *one_args])
     launch([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
             "-m", "components.train", *two_args])
@@ -66,8 +75,9 @@ def test_two_processes_match_one_at_the_same_global_batch(tmp_path):
     assert (logs["one"]["world_size"], logs["two"]["world_size"]) == (1, 2)
     assert logs["one"]["global_batch_size"] == logs["two"]["global_batch_size"] == BATCH
     assert logs["two"]["train_rows"] == N_TRAIN and logs["two"]["epochs_run"] == 4
+    tol = VALID_LOSS_REL_TOL if transfer == "none" else CROSSDISTIL_VALID_LOSS_REL_TOL
     for a, b in zip(logs["one"]["epochs"], logs["two"]["epochs"], strict=True):
-        assert b["valid_loss"] == pytest.approx(a["valid_loss"], rel=VALID_LOSS_REL_TOL)
+        assert b["valid_loss"] == pytest.approx(a["valid_loss"], rel=tol)
     assert not (two.run_files.root / "train_state.pt").exists()
 
     metrics = {name: evaluate.run(ctx.run_files, ctx.spec, ctx.params)["tasks"] for name, ctx in (("one", one), ("two", two))}

@@ -25,7 +25,7 @@ def _batch(n=16):
 
 
 def _tower_logits(model, cat, num):
-    return model.towers(model.transfer(model.backbone(model.embedding.fields(cat, num))))
+    return model.transfer(model.backbone(model.embedding.fields(cat, num)), model.towers)[0]
 
 
 def test_shapes_and_per_task_networks():
