@@ -22,6 +22,7 @@ loop changes the weights. A restore only warns, since it copies bytes.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import tempfile
@@ -143,7 +144,7 @@ def reproduce(ref: str, params: Params, *, remote: str | None = None, out: Path 
     write_json(dest / "run_manifest.json", manifest)
     result = ReproduceResult(run_id, mode, str(dest), identical, files, model_file, weights, revision, warnings,
                              round(time.perf_counter() - t0, 3))
-    write_json(dest / f"reproduce_{mode}.json", result)
+    write_json(dest / f"reproduce_{mode}.json", dataclasses.asdict(result))
     return result
 
 
