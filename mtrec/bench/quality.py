@@ -30,32 +30,48 @@ def _fmt(values: list[float]) -> str:
     return f"{statistics.mean(values):.4f} ± {sd:.4f}"
 
 
-def run(datasets: list[str], backbones: list[str], seeds: list[int], results_path: Path, command: str,
-        extra: dict | None = None) -> str:
-    from components import evaluate, train
+def prepare_window(dataset: str, extra: dict | None = None):
+    """Build one data set's chronological window once (ingest -> features -> validate -> dataset)
+    in the current MTREC_HOME; return (the base RunContext, the run conf every model run shares)."""
     from mtrec.pipeline import RunContext, run_step
 
+    base_conf = {"dataset": dataset, **SETUPS[dataset], **(extra or {})}
+    base = RunContext.create({**base_conf, "model_name": "base"})
+    local = Path(__file__).resolve().parents[2] / "data" / "sources" / dataset
+    if local.is_dir() and not base.layout.source_dir.exists():
+        shutil.copytree(local, base.layout.source_dir)
+    for step in ("fetch", "ingest", "features", "validate", "dataset"):
+        run_step(step, base)
+    return base, base_conf
+
+
+def train_and_evaluate(base, conf: dict):
+    """Train one model on the base window's splits and score its test days:
+    (metrics.json dict, train.TrainResult, train seconds)."""
+    from components import evaluate, train
+    from mtrec.pipeline import RunContext
+
+    ctx = RunContext.create(conf)
+    shutil.copytree(base.run_files.dataset_dir, ctx.run_files.dataset_dir, dirs_exist_ok=True)
+    t0 = time.perf_counter()
+    result = train.run(ctx.run_files, ctx.spec, ctx.params)
+    seconds = time.perf_counter() - t0
+    return evaluate.run(ctx.run_files, ctx.spec, ctx.params), result, seconds
+
+
+def run(datasets: list[str], backbones: list[str], seeds: list[int], results_path: Path, command: str,
+        extra: dict | None = None) -> str:
     sections = []
     with scratch_home("mtrec-bench-quality-"):
         for dataset in datasets:
-            base_conf = {"dataset": dataset, **SETUPS[dataset], **(extra or {})}
-            base = RunContext.create({**base_conf, "model_name": "base"})
-            local = Path(__file__).resolve().parents[2] / "data" / "sources" / dataset
-            if local.is_dir() and not base.layout.source_dir.exists():
-                shutil.copytree(local, base.layout.source_dir)
-            for step in ("fetch", "ingest", "features", "validate", "dataset"):
-                run_step(step, base)
+            base, base_conf = prepare_window(dataset, extra)
             rows: dict[str, dict[str, list[float]]] = {}
             seconds: dict[str, list[float]] = {}
             for backbone in backbones:
                 for seed in seeds:
-                    ctx = RunContext.create({**base_conf, "backbone": backbone, "train.seed": seed,
-                                             "model_name": f"{backbone}_s{seed}"})
-                    shutil.copytree(base.run_files.dataset_dir, ctx.run_files.dataset_dir, dirs_exist_ok=True)
-                    t0 = time.perf_counter()
-                    train.run(ctx.run_files, ctx.spec, ctx.params)
-                    seconds.setdefault(backbone, []).append(time.perf_counter() - t0)
-                    metrics = evaluate.run(ctx.run_files, ctx.spec, ctx.params)
+                    metrics, _, secs = train_and_evaluate(base, {**base_conf, "backbone": backbone, "train.seed": seed,
+                                                                 "model_name": f"{backbone}_s{seed}"})
+                    seconds.setdefault(backbone, []).append(secs)
                     for task, m in metrics["tasks"].items():
                         for key in ("auc", "logloss", "mse"):
                             if m.get(key) is not None:

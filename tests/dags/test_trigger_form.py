@@ -1,6 +1,7 @@
 """The trigger form's choices reach the run: any backbone by name trains through the same glue
 the DAG tasks use (mtrec.airflow_glue), and a bad choice fails with a clear, non-retried error."""
 import datetime as dt
+import json
 import shutil
 from types import SimpleNamespace
 
@@ -30,17 +31,30 @@ def prepared(tmp_path_factory, ml100k_source):
     return tmp, base
 
 
-@pytest.mark.parametrize("backbone", ["ple", "esmm", "stem"])
-def test_a_backbone_chosen_in_the_form_trains_and_scores(prepared, backbone):
+@pytest.mark.parametrize("backbone, transfer", [("ple", "crossdistil"), ("esmm", "ektm"), ("stem", "dml")])
+def test_a_backbone_and_transfer_chosen_in_the_form_train_score_and_export(prepared, backbone, transfer):
+    """Through the DAG's glue: train, evaluate, gate (floors lowered so the gate blesses: this test
+    is about the form, not the policy) and export, whose onnxruntime parity check must pass."""
     tmp, base = prepared
-    ctx = RunContext.create(overrides_from_context(_context(tmp, backbone=backbone)))
+    context = _context(tmp, backbone=backbone, transfer=transfer)
+    context["params"]["overrides"] |= {"gate.auc_floor": {"like": 0.0}, "gate.calibration_band": [0.01, 100.0],
+                                       "export.latency_repeats": 3, "export.latency_warmup": 1}
+    ctx = RunContext.create(overrides_from_context(context))
     assert ctx.params.model.backbone["name"] == backbone and ctx.params.model_name == backbone
+    assert ctx.params.model.transfer == {"name": transfer}
     assert ctx.params.date == "1998-03-01" and ctx.params.window.train_days == 10
     shutil.copytree(base.run_files.dataset_dir, ctx.run_files.dataset_dir)
     run_step("train", ctx)
     metrics = run_step("evaluate", ctx)
     assert set(metrics["tasks"]) == {"like", "love", "rating"}
-    assert (ctx.run_files.root.parent / backbone / "model.pt").is_file()
+    assert json.loads(ctx.run_files.model_config.read_text())["model"]["transfer"]["name"] == transfer
+    assert run_step("gate", ctx)["blessed"]
+    exported = json.loads(json.dumps(run_step("export", ctx), default=str))
+    assert ctx.run_files.onnx.is_file()
+    report = json.loads(ctx.run_files.export_report.read_text())
+    diffs = report["parity"]["max_abs_diff"]
+    assert set(diffs) == {"1", "7", "4096"}, exported
+    assert all(d <= report["parity"]["atol"] for per_task in diffs.values() for d in per_task.values())
 
 
 def test_an_unknown_backbone_fails_without_retry_and_names_the_known_ones(prepared):
