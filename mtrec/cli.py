@@ -69,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     quality.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     quality.add_argument("--results", type=Path, default=Path(__file__).resolve().parent.parent / "docs" / "RESULTS.md")
     quality.add_argument("--set", action="append", metavar="KEY=VALUE")
+    quality.add_argument("--transfer", nargs="+", default=None, metavar="VARIANT",
+                         help="transfer methods instead of backbones: `all` (each method on MMoE and PLE, every "
+                              "ablation on MMoE) or names of models.transfer.DOCUMENTED_CONFIGS")
+    quality.add_argument("--cache", type=Path, default=Path("artifacts") / "bench" / "transfer_quality.jsonl",
+                         help="finished runs of --transfer (an interrupted bench resumes from it)")
     train_b = bench_sub.add_parser("train", help="samples/s per backbone vs the no-data-path limit and a DataLoader")
     train_b.add_argument("--rows", type=int, default=1_000_000)
     train_b.add_argument("--backbones", nargs="+", default=None, help="default: all nine")
@@ -147,6 +152,13 @@ def _bench_models(args: argparse.Namespace, command: str) -> int:
         from mtrec.bench import quality
 
         extra = {k: v for k, v in (_parse_set(args.set)).items()}
+        if args.transfer:
+            from mtrec.bench import transfer_quality
+
+            variants = None if args.transfer == ["all"] else args.transfer
+            print(transfer_quality.run(args.datasets, variants, args.seeds, args.results, command, args.cache, extra,
+                                       backbones=tuple(args.backbones) if args.backbones else transfer_quality.BACKBONES))
+            return 0
         print(quality.run(args.datasets, backbones, args.seeds, args.results, command, extra))
     elif args.bench == "train":
         from mtrec.bench import train
