@@ -235,6 +235,14 @@ def _metrics_section(page: _Page, spec: DatasetSpec, metrics, why: str) -> h.Raw
                 for task, v in per.items() if isinstance(v, dict)]
         parts += [h.Raw("<h3>consistency ratio (pairs ordered like the graded reference)</h3>"),
                   h.table(["reference", "task", "ratio", "reverse ratio", "pairs", "rows"], rows)]
+    heads = metrics.get("heads")
+    if isinstance(heads, dict) and heads:  # a transfer method's further predictions, not served
+        rows = [[head, task, *[fm.get(k) for k in ("auc", "logloss", "mse")],
+                 "; ".join(f"{p}: {v:.4f}" for p, v in (m.get("multi_auc") or {}).items() if _is_number(v)) or None]
+                for head, per in heads.items() if isinstance(per, dict)
+                for task, m in per.items() if isinstance(m, dict) for fm in [_flat(m)]]
+        parts += [h.Raw("<h3>transfer heads (scored beside the served predictions, not served)</h3>"),
+                  h.table(["head", "task", "AUC", "LogLoss", "MSE", "Multi-AUC vs partner"], rows)]
     return h.section("Test metrics per task", *parts, anchor="metrics")
 
 

@@ -286,3 +286,19 @@ def test_missing_chromium_fails_with_the_install_command(monkeypatch):
     monkeypatch.setenv("MTREC_SKIP_BROWSER", "1")
     with pytest.raises(pytest.skip.Exception, match="MTREC_SKIP_BROWSER=1"):
         chromium()
+
+
+def test_transfer_heads_are_shown_beside_the_served_metrics(tmp_path):
+    """CrossDistil's teachers (metrics.json `heads`) get their own table with AUC and Multi-AUC."""
+    from mtrec.atomic import read_json
+
+    params = _params(tmp_path, "1998-03-02")
+    layout = Layout(params.data_root, params.artifacts_root, "ml100k")
+    rf = _fake_run(tmp_path, "1998-03-02", 5, blessed=False, reason="refused")
+    metrics = read_json(rf.metrics)
+    metrics["heads"] = {"teacher": {"like": {"auc": 0.7123, "logloss": 0.61, "multi_auc": {"love": 0.6543}},
+                                    "love": {"auc": 0.6911, "logloss": 0.5, "multi_auc": {"like": 0.6}}}}
+    write_json(rf.metrics, metrics)
+    page = report.run(rf, SPEC, params, layout).path.read_text()
+    assert "transfer heads" in page
+    assert "<td>teacher</td><td>like</td><td>0.7123</td><td>0.6100</td>" in page and "love: 0.6543" in page
