@@ -157,7 +157,7 @@ def _hash_infos(entries: list[dict]):
 def _restore(store: Store, entries: list[dict], dest: Path) -> list[FileCheck]:
     """Fetch entries (root "run") from the remote into dest and check them byte for byte."""
     his = _hash_infos(entries)
-    store.fetch(his)
+    store.fetch(his, names={e["md5"]: e["path"] for e in entries})
     checks = []
     for entry, hi in zip(entries, his):
         target = dest.joinpath(*entry["path"].split("/"))

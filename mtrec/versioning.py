@@ -126,21 +126,40 @@ class Store:
                                   f"{sorted(h.value for h in result.failed)[:5]}")
         return len(result.transferred)
 
-    def fetch(self, hash_infos: Iterable["HashInfo"]) -> int:
-        """Bring objects (trees with their files) from the remote into the cache, like `dvc fetch`."""
+    def fetch(self, hash_infos: Iterable["HashInfo"], names: dict[str, str] | None = None) -> int:
+        """Bring objects (trees with their files) from the remote into the cache, like `dvc fetch`.
+
+        An object the remote holds whose bytes do not hash to its name is refused (DVC verifies
+        local remotes on the way in; checkout() checks again for remotes it does not verify):
+        IntegrityError, naming the file through `names` (md5 -> path) when given.
+        """
         hash_infos = list(hash_infos)
-        result = self.repo.cloud.pull(hash_infos, jobs=self.jobs, remote=self.remote_name)  # trees first
-        missing = [h for h in hash_infos if not self._in_cache(h)]
-        if not missing:
+        names = names or {}
+        odb = self.repo.cloud.get_remote_odb(self.remote_name)
+        present: set[str] = set()
+
+        def pull(objs: list) -> tuple[set, set]:
+            # Which objects the remote holds, asked before the pull: DVC deletes an object that
+            # fails its hash check on a local remote, so afterwards "corrupted" looks like "missing".
+            present.update(h.value for h in objs if odb.exists(h.value))
+            result = self.repo.cloud.pull(objs, jobs=self.jobs, remote=self.remote_name)
+            return result.transferred, {h for h in objs if not self._in_cache(h)} | result.failed
+
+        transferred, bad = pull(hash_infos)  # trees first, then the files they list
+        if not bad:
             children = [h for h in self._with_children(hash_infos) if h not in set(hash_infos)]
-            more = self.repo.cloud.pull(children, jobs=self.jobs, remote=self.remote_name)
-            result.transferred.update(more.transferred)
-            result.failed.update(more.failed)
-            missing = [h for h in children if not self._in_cache(h)]
-        if result.failed or missing:
-            names = sorted({h.value for h in [*result.failed, *missing]})
-            raise VersioningError(f"{len(names)} objects are missing from the remote {self.remote_url}: {names[:5]}")
-        return len(result.transferred)
+            more, bad = pull(children)
+            transferred |= more
+        if bad:
+            oids = sorted(h.value for h in bad)
+            label = lambda oid: f"{names[oid]} ({oid})" if oid in names else oid  # noqa: E731
+            corrupt = [oid for oid in oids if oid in present]
+            if corrupt:
+                raise IntegrityError(f"the remote {self.remote_url} holds {', '.join(map(label, corrupt[:5]))} with bytes "
+                                     "that do not hash to the manifest's md5 (tampered or corrupted remote object)")
+            raise VersioningError(f"{len(oids)} objects are missing from the remote {self.remote_url}: "
+                                  f"{', '.join(map(label, oids[:5]))}")
+        return len(transferred)
 
     def _in_cache(self, hash_info: "HashInfo") -> bool:
         return self.cache.exists(hash_info.value)
