@@ -202,9 +202,8 @@ def _retrain(store: Store, manifest: dict, dest: Path, repo_root: Path, allow_ot
     env = manifest.get("environment", {})
     if env.get("train_device") not in (None, "cpu"):
         warnings.append(f"the run trained on {env['train_device']}; CPU retraining is bitwise only for CPU-trained runs")
-    for key, value in (("torch", torch.__version__),):
-        if env.get(key) and env[key] != value:
-            warnings.append(f"{key} {value} here, {env[key]} in the run")
+    if env.get("torch") and env["torch"] != torch.__version__:
+        warnings.append(f"torch {torch.__version__} here, {env['torch']} in the run: kernels may round differently")
 
     with tempfile.TemporaryDirectory() as tmp:
         params_file = Path(tmp) / "params.yaml"
