@@ -515,8 +515,10 @@ def run(run_files: RunFiles, spec: DatasetSpec, params: Params, *,
         if group.rank == 0:
             enc.save(run_files.encoders)
             save_model_config(run_files.model_config, model)
-            with atomic_path(run_files.checkpoint) as tmp:
-                torch.save(out.best_state, tmp)
+            # A file object, not the temp path: torch names the zip's folder after a path's stem, and
+            # a random temp name would make reruns differ in bytes (mtrec reproduce compares bytes).
+            with atomic_path(run_files.checkpoint) as tmp, open(tmp, "wb") as f:
+                torch.save(out.best_state, f)
             write_json(run_files.train_log, {**asdict(result), "seed": tp.seed, "params": asdict(tp),
                                              "global_batch_size": tp.batch_size, "epochs": out.history})
             state_path.unlink(missing_ok=True)  # model.pt is the product; see the module docstring
