@@ -12,10 +12,14 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__UNIT_TEST_MODE := False
 
+# Airflow deployment profile for `make airflow` / `make airflow-db`: deploy/airflow/<PROFILE>.env
+# (sqlite = embedded DB + LocalExecutor; postgres-local = PostgreSQL + LocalExecutor;
+# celery = PostgreSQL + CeleryExecutor with a Redis broker and a worker on queues default,gpu).
+PROFILE ?= sqlite
 DEMO_DATASET ?= ml100k
 DEMO_DATES ?= 1998-03-01 1998-03-02
 
-.PHONY: install demo test test-slow airflow-db browser clean
+.PHONY: install demo test test-slow airflow airflow-db browser clean
 
 install: $(VENV)/.installed
 
@@ -25,8 +29,15 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
+# Migrate the profile's metadata DB (creating the PostgreSQL database if needed) and create the
+# pool "gpu" that the train task needs: Airflow never schedules a task whose pool is missing.
 airflow-db: install
-	$(BIN)/airflow db migrate >/dev/null
+	$(PY) deploy/airflow/launch.py init-db --profile $(PROFILE)
+
+# The Airflow UI with the project's DAGs, the DAG unpaused; login admin / admin. Foreground:
+# Ctrl-C stops every component. `make airflow PROFILE=postgres-local|celery AIRFLOW_PORT=8080`.
+airflow: install
+	$(PY) deploy/airflow/launch.py up --profile $(PROFILE)
 
 demo: install airflow-db
 	@for d in $(DEMO_DATES); do \
@@ -41,7 +52,7 @@ browser:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
 test: install browser
-	$(BIN)/pytest -q -m "not slow and not services"
+	$(BIN)/pytest -q -m "not slow"
 
 test-slow: install
 	$(BIN)/pytest -q -m "slow"
