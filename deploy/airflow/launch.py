@@ -500,22 +500,27 @@ def main(argv: list[str] | None = None) -> int:
             if s.connect_ex(("127.0.0.1", args.port)) == 0:
                 print(f"port {args.port} is taken: pass AIRFLOW_PORT=<free port>", file=sys.stderr)
                 return 2
-        stop = {"now": False}
-        signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+        def interrupt(*_):
+            raise KeyboardInterrupt
+
+        # Ctrl-C or SIGTERM stops everything, also when started from a shell that ignores SIGINT
+        # for background jobs (Python then inherits SIG_IGN and would never raise KeyboardInterrupt).
+        signal.signal(signal.SIGINT, interrupt)
+        signal.signal(signal.SIGTERM, interrupt)
         with af:
-            af.start()
-            af.wait_ready()
-            af.unpause()
-            sched = "on (daily)" if args.schedule else "off: runs start from backfills and triggers (MTREC_AIRFLOW_SCHEDULE=1 turns it on)"
-            print(f"""
+            try:
+                af.start()
+                af.wait_ready()
+                af.unpause()
+                sched = "on (daily)" if args.schedule else "off: runs start from backfills and triggers (MTREC_AIRFLOW_SCHEDULE=1 turns it on)"
+                print(f"""
 Airflow is up ({args.profile} profile, {af.executor}); DAG {DAG_ID} is unpaused.
   UI:     {af.url}   (bound to {args.host})
   login:  {USERNAME} / {PASSWORD}
   schedule: {sched}
   logs:   {af.log_dir}/   task logs: {af.home}/logs/
 Ctrl-C stops every component.""", flush=True)
-            try:
-                while not stop["now"]:
+                while True:
                     af.restart_dead()  # what systemd/Kubernetes would do for a real deployment
                     time.sleep(2)
             except KeyboardInterrupt:
