@@ -57,6 +57,13 @@ def test_dag_imports_and_wires_every_pipeline_step_in_order(airflow_home, monkey
     assert [t.task_id for t in dag.topological_sort()] == list(STEPS)
     assert dag.catchup is False
     assert set(dag.params.keys()) >= {"dataset", "backbone", "transfer", "train_days", "overrides"}
+    # train asks for a GPU worker (queue) and a GPU slot (pool); every other step keeps the defaults.
+    tasks = {t.task_id: t for t in dag.tasks}
+    assert (tasks["train"].queue, tasks["train"].pool) == ("gpu", "gpu")
+    assert {(t.queue, t.pool) for i, t in tasks.items() if i != "train"} == {("default", "default_pool")}
+    # features publishes the feature store's activity tables as an asset.
+    assert [o.uri for o in tasks["features"].outlets] == ["mtrec://feature-store/activity"]
+    assert all(not t.outlets for i, t in tasks.items() if i != "features")
 
 
 def test_dag_top_level_imports_no_heavy_library():

@@ -19,6 +19,20 @@ DAG_ID = "mtl_daily_retrain"
 DAY = "1998-03-02"
 
 
+def test_a_service_that_is_down_fails_with_the_command_that_starts_it(launch, tmp_path):
+    port = launch.free_port()  # nothing listens there
+    env = {"MTREC_AIRFLOW_PG": f"postgres@127.0.0.1:{port}", "MTREC_AIRFLOW_REDIS": f"127.0.0.1:{port}/0"}
+    for profile, service, start in (("postgres-local", "PostgreSQL", "pg_ctlcluster"), ("celery", "PostgreSQL", "pg_ctlcluster")):
+        af = launch.LiveAirflow(profile, tmp_path / profile, env={**env, "PATH": "/usr/bin:/bin"}, schedule=False)
+        with pytest.raises(launch.ServiceUnavailable, match=f"(?s){service} is not reachable at 127.0.0.1:{port}.*{start}"):
+            af.init_db()
+    # Redis alone down: the celery profile names redis-server.
+    af = launch.LiveAirflow("celery", tmp_path / "redis", env={"MTREC_AIRFLOW_REDIS": f"127.0.0.1:{port}/0", "PATH": "/usr/bin:/bin"},
+                            schedule=False)
+    with pytest.raises(launch.ServiceUnavailable, match=f"(?s)Redis is not reachable at 127.0.0.1:{port}.*redis-server --daemonize"):
+        af.start()
+
+
 def _run_one_day(af, tiny_conf) -> tuple[dict, dict[str, dict]]:
     run = af.api("POST", f"/dags/{DAG_ID}/dagRuns", {"logical_date": f"{DAY}T00:00:00Z", "conf": tiny_conf})
     (done,) = af.wait_runs({run["dag_run_id"]}, timeout=600)
