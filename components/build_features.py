@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from components import activity
+from components import activity, validate
 from components.ingest import PART, write_parquet_if_changed
 from features.definitions import ACTIVITY_TABLES, build_objects, feature_service_name
 from features.store import open_store
@@ -39,6 +39,9 @@ def run(spec: DatasetSpec, params: Params, layout: Layout) -> FeaturesResult:
         files = sorted(layout.events_dir.glob("dt=*/*.parquet"))
         if not files:
             raise FileNotFoundError(f"no event partitions under {layout.events_dir}: run ingest first")
+        # This step reads the lake before `validate` runs: a corrupt or drifted partition must stop
+        # the run with its file, column and row count (and be quarantined), not with a DuckDB error.
+        validate.check_files(spec, layout, files)
         for table, (key, prefix) in ACTIVITY_TABLES.items():
             key = spec.user_key if key == "user" else spec.item_key
             frame = activity.build(files, key, prefix, spec.aggregates, days)

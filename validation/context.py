@@ -92,7 +92,8 @@ def run_suite(name: str, df: pd.DataFrame, expectations: list, file_column: str 
 
 def _failures(r, file_column: str | None, file: str | None = None, n_rows: int = 0) -> list[Failure]:
     cfg = r.expectation_config
-    column = cfg.kwargs.get("column") or cfg.kwargs.get("column_A")
+    column = (cfg.kwargs.get("column") or cfg.kwargs.get("column_A")
+              or ",".join(cfg.kwargs.get("column_list") or ()) or None)  # compound checks name every column
     res = r.result or {}
     if r.exception_info and r.exception_info.get("raised_exception"):
         return [Failure(cfg.type, column, None, None, f"error: {r.exception_info.get('exception_message')}")]
