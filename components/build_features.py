@@ -17,6 +17,7 @@ from features.store import open_store
 from mtrec.config import Params
 from mtrec.dates import split_days
 from mtrec.layout import Layout
+from mtrec.registry import locked
 from mtrec.spec import DatasetSpec
 
 
@@ -50,6 +51,7 @@ def run(spec: DatasetSpec, params: Params, layout: Layout) -> FeaturesResult:
                 changed = write_parquet_if_changed(rows.drop(columns="serve_day"), target)
                 written, unchanged = written + changed, unchanged + (not changed)
     objects = build_objects(spec, layout)
-    open_store(layout).apply(objects)
+    with locked(layout.feast_dir):  # one Feast registry operation at a time (see components/materialize.py)
+        open_store(layout).apply(objects)
     views = tuple(o.name for o in objects if type(o).__name__ == "FeatureView")
     return FeaturesResult(feature_service_name(spec), views, written, unchanged)

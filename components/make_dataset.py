@@ -18,6 +18,7 @@ from mtrec.atomic import atomic_dir, write_json
 from mtrec.config import Params
 from mtrec.dates import split_days
 from mtrec.layout import Layout, RunFiles
+from mtrec.registry import locked
 from mtrec.spec import ROW_ID, TIMESTAMP, DatasetSpec
 from validation.context import DataValidationError, run_suite
 from validation.suites import training_set
@@ -69,9 +70,10 @@ def run(spec: DatasetSpec, params: Params, layout: Layout, run_files: RunFiles) 
 
 def point_in_time_join(spec: DatasetSpec, layout: Layout, events: pd.DataFrame) -> pd.DataFrame:
     """events [N rows] -> events + feature columns [N rows], ordered by row id."""
-    store = open_store(layout)
-    service = store.get_feature_service(feature_service_name(spec))
-    joined = store.get_historical_features(entity_df=events, features=service).to_df()
+    with locked(layout.feast_dir):  # not while another run materializes (see components/materialize.py)
+        store = open_store(layout)
+        service = store.get_feature_service(feature_service_name(spec))
+        joined = store.get_historical_features(entity_df=events, features=service).to_df()
     if len(joined) != len(events) or not joined[ROW_ID].is_unique or set(joined[ROW_ID]) != set(events[ROW_ID]):
         raise RowCountError(f"point-in-time join returned {len(joined)} rows for {len(events)} events "
                             f"({joined[ROW_ID].nunique()} distinct row ids)")

@@ -4,6 +4,12 @@ Feast's `materialize_incremental` loads nothing on its first call over historica
 view is materialized over an explicit range ending at the end of the run day: profile views
 from their TTL horizon, activity views from the run day's 00:00 stamp. Reruns are idempotent
 (the online store keeps the latest value per entity).
+
+Runs of several dates overlap (a backfill runs up to max_active_runs at once). While a view
+materializes Feast marks it MATERIALIZING in the registry file, and get_historical_features
+refuses such a view ("cannot serve features"); two processes also rewrite the one registry file.
+So `apply` (features), `materialize` and the point-in-time join (dataset) hold an exclusive lock
+on the data set's Feast directory: they take seconds, and take turns.
 """
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ from features.store import open_store
 from mtrec.config import Params
 from mtrec.dates import parse_day
 from mtrec.layout import Layout
+from mtrec.registry import locked
 from mtrec.spec import DatasetSpec
 
 
@@ -25,16 +32,17 @@ class MaterializeResult:
 
 
 def run(spec: DatasetSpec, params: Params, layout: Layout) -> MaterializeResult:
-    store = open_store(layout)
     end = dt.datetime.combine(parse_day(params.date) + dt.timedelta(days=1), dt.time(), dt.timezone.utc)
     done = {}
-    for view in store.list_feature_views():
-        if not view.name.startswith(f"{spec.name}_"):
-            continue
-        start = end - view.ttl - dt.timedelta(days=1)
-        with contextlib.redirect_stdout(io.StringIO()):  # Feast prints coloured progress to stdout
-            store.materialize(start_date=start, end_date=end, feature_views=[view.name])
-        done[view.name] = [start.isoformat(), end.isoformat()]
+    with locked(layout.feast_dir):
+        store = open_store(layout)
+        for view in store.list_feature_views():
+            if not view.name.startswith(f"{spec.name}_"):
+                continue
+            start = end - view.ttl - dt.timedelta(days=1)
+            with contextlib.redirect_stdout(io.StringIO()):  # Feast prints coloured progress to stdout
+                store.materialize(start_date=start, end_date=end, feature_views=[view.name])
+            done[view.name] = [start.isoformat(), end.isoformat()]
     if not done:
         raise RuntimeError(f"no Feast feature views registered for {spec.name}: run the features step first")
     return MaterializeResult(done)
