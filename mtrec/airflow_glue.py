@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from mtrec.config import check_form_paths, check_model_names
 from mtrec.pipeline import RunContext, run_step
 
 
@@ -18,6 +19,7 @@ def overrides_from_context(context: dict[str, Any]) -> dict[str, Any]:
     overrides = dict(params.get("overrides") or {})
     overrides.update({k: params.get(k) for k in ("dataset", "backbone", "transfer", "train_days")})
     overrides["date"] = date
+    check_form_paths(overrides)  # the form is not the operator: its directories stay in MTREC_HOME
     return overrides
 
 
@@ -28,6 +30,7 @@ PERMANENT = ("DataValidationError", "ConfigError", "SpecError", "RowCountError")
 def run_step_for_context(step: str, context: dict[str, Any]) -> dict:
     try:
         ctx = RunContext.create(overrides_from_context(context))
+        check_model_names(ctx.params)  # a bad name fails the first task, not `train` after an hour
         result = run_step(step, ctx)
     except Exception as exc:
         if type(exc).__name__ in PERMANENT:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import copy
 import os
+import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -244,6 +246,8 @@ def _check(p: Params, path: Path) -> None:
     import datetime as dt
 
     try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", p.date):  # fromisoformat also takes 19980301, 1998-W09-1
+            raise ValueError(p.date)
         dt.date.fromisoformat(p.date)
     except ValueError as exc:
         raise ConfigError(f"run date {p.date!r} is not YYYY-MM-DD") from exc
@@ -253,3 +257,51 @@ def _check(p: Params, path: Path) -> None:
     w = p.window
     if min(w.train_days, w.valid_days, w.test_days) < 1:
         raise ConfigError(f"{path}: window sizes must be >= 1, got {w}")
+
+
+# ------------------------------------------------------------------ checks on an untrusted run conf
+
+FORM_PATH_ROOTS_ENV = "MTREC_FORM_PATH_ROOTS"
+PATH_KEYS = ("versioning.local_remote", "versioning.cache")  # besides every "paths.*" key
+
+
+def form_path_roots() -> list[Path]:
+    """Directories a run conf from the Airflow trigger form may point `paths.*` into: MTREC_HOME,
+    plus the os.pathsep-separated list in $MTREC_FORM_PATH_ROOTS; unset, that list is the system
+    temp directory (scratch homes of tests and benchmarks). Set it empty to allow MTREC_HOME only."""
+    extra = os.environ.get(FORM_PATH_ROOTS_ENV)
+    extra = [tempfile.gettempdir()] if extra is None else [r for r in extra.split(os.pathsep) if r]
+    return [home(), *(Path(r).resolve() for r in extra)]
+
+
+def check_form_paths(overrides: dict[str, Any]) -> None:
+    """Refuse (ConfigError) a trigger-form run conf whose directories leave the allowed roots.
+
+    The form is filled in by whoever may trigger the DAG, not by the operator who deployed it: a
+    `paths.data` of "/etc" or "../../other-team" must not become the lake or the artifact root.
+    Relative values resolve from MTREC_HOME and symlinks are followed, as load_params does.
+    The CLI's --set/--conf and params.yaml are the operator's and are not restricted.
+    """
+    roots = form_path_roots()
+    for key, value in overrides.items():
+        if value is None or not (key.startswith("paths.") or key in PATH_KEYS):
+            continue
+        resolved = _resolve(str(value))
+        if not any(resolved.is_relative_to(root) for root in roots):
+            raise ConfigError(f"run conf {key}={value!r} resolves to {resolved}, outside the directories the "
+                              f"trigger form may use ({', '.join(map(str, roots))}; see ${FORM_PATH_ROOTS_ENV})")
+
+
+def check_model_names(p: Params) -> None:
+    """The backbone and transfer names exist (one file per method under models/, by contract),
+    checked without importing torch, so a bad name in the trigger form fails the run's first task."""
+    for kind, name in (("backbone", p.model.backbone.get("name")), ("transfer", p.model.transfer.get("name"))):
+        known = model_names(kind)
+        if name not in known:
+            raise ConfigError(f"unknown {kind} {name!r} (known: {', '.join(known)})")
+
+
+def model_names(kind: str) -> list[str]:
+    """Backbone or transfer names: the modules of models/backbones/ or models/transfer/."""
+    folder = REPO_ROOT / "models" / {"backbone": "backbones", "transfer": "transfer"}[kind]
+    return sorted(f.stem for f in folder.glob("*.py") if not f.stem.startswith("_"))

@@ -17,12 +17,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from mtrec.config import ConfigError
+
+
+def segment(value: str, what: str) -> str:
+    """A name used as one path component: never empty, '.', '..' or holding a separator, so no
+    dataset, date or model name (from a trigger form, a CLI flag, a registry record) can leave
+    the lake or the artifact root."""
+    value = str(value)
+    if value in ("", ".", "..") or any(c in value for c in ("/", "\\", "\0")):
+        raise ConfigError(f"{what} {value!r} cannot be used as a directory name")
+    return value
+
 
 @dataclass(frozen=True)
 class Layout:
     data_root: Path
     artifacts_root: Path
     dataset: str
+
+    def __post_init__(self) -> None:
+        segment(self.dataset, "dataset")
 
     @property
     def source_dir(self) -> Path:
@@ -37,7 +52,7 @@ class Layout:
         return self.lake_dir / "events"
 
     def day_dir(self, day: str) -> Path:
-        return self.events_dir / f"dt={day}"
+        return self.events_dir / f"dt={segment(day, 'day')}"
 
     def entity_table(self, entity: str) -> Path:
         """Directory of one entity's feature table ('users' or 'items')."""
@@ -52,14 +67,14 @@ class Layout:
         return self.data_root / "quarantine" / self.dataset
 
     def run_dir(self, date: str, model_name: str) -> Path:
-        return self.artifacts_root / "runs" / self.dataset / date / model_name
+        return self.artifacts_root / "runs" / self.dataset / segment(date, "run date") / segment(model_name, "model name")
 
     @property
     def data_docs_dir(self) -> Path:
         return self.artifacts_root / "data_docs" / self.dataset
 
     def registry_dir(self, model_name: str) -> Path:
-        return self.artifacts_root / "registry" / self.dataset / model_name
+        return self.artifacts_root / "registry" / self.dataset / segment(model_name, "model name")
 
 
 @dataclass(frozen=True)
