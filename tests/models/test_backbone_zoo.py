@@ -15,13 +15,12 @@ from models.build import build_model, from_config, load_model, save_model_config
 from models.embedding import FeatureEmbedding, TaskEmbeddings
 from models.multitask import ServingModel
 from mtrec.config import ModelParams, load_params
+from mtrec.testing import TOY_CARDS, TOY_NUMERIC, TOY_TASKS, toy_tensors
 
 ZOO = DOCUMENTED_CONFIGS
 
-TASKS = [("like", "binary"), ("love", "binary"), ("rating", "regression")]
+TASKS, CARDS, N_NUMERIC = TOY_TASKS, TOY_CARDS, TOY_NUMERIC
 PARENTS = {"like": None, "love": "like", "rating": None}      # as the ml100k spec says
-CARDS = [30, 50, 25, 8, 3]
-N_NUMERIC = 4
 
 
 def make_model(backbone: dict, parents=PARENTS, tasks=TASKS, seed=0, **model):
@@ -30,16 +29,7 @@ def make_model(backbone: dict, parents=PARENTS, tasks=TASKS, seed=0, **model):
     return build_model(CARDS, N_NUMERIC, tasks, mp, parents=parents)
 
 
-def toy_data(n=256, seed=3):
-    """Labels that depend on two categorical fields and one numeric; love implies like."""
-    g = torch.Generator().manual_seed(seed)
-    cat = torch.stack([torch.randint(0, c, (n,), generator=g) for c in CARDS], dim=1)
-    num = torch.randn(n, N_NUMERIC, generator=g)
-    score = (cat[:, 0] % 3 == 0).float() * 2 + num[:, 0] - 0.5
-    like = (score > 0).float()
-    love = like * (cat[:, 1] % 2 == 0).float()
-    rating = num[:, 0] + like - 0.5
-    return cat, num, {"like": like, "love": love, "rating": rating}
+toy_data = toy_tensors
 
 
 def test_zoo_covers_every_registered_backbone():

@@ -8,24 +8,12 @@ import torch
 from models.build import build_model
 from models.transfer import resolve_hparams
 from mtrec.config import ModelParams
+from mtrec.testing import TOY_CARDS, TOY_NUMERIC, TOY_TASKS, toy_tensors
 
-TASKS = [("like", "binary"), ("love", "binary"), ("rating", "regression")]
+TASKS, CARDS, N_NUMERIC = TOY_TASKS, TOY_CARDS, TOY_NUMERIC
 PARENTS = {"like": None, "love": "like", "rating": None}
-CARDS = [30, 50, 25, 8, 3]
-N_NUMERIC = 4
 MMOE = {"name": "mmoe", "num_experts": 2, "expert_hidden": [16]}
-
-
-def toy_batch(n: int = 256, seed: int = 3):
-    """Labels that depend on two categorical fields and one numeric; love implies like."""
-    g = torch.Generator().manual_seed(seed)
-    cat = torch.stack([torch.randint(0, c, (n,), generator=g) for c in CARDS], dim=1)
-    num = torch.randn(n, N_NUMERIC, generator=g)
-    score = (cat[:, 0] % 3 == 0).float() * 2 + num[:, 0] - 0.5
-    like = (score > 0).float()
-    love = like * (cat[:, 1] % 2 == 0).float()
-    rating = num[:, 0] + like - 0.5
-    return cat, num, {"like": like, "love": love, "rating": rating}
+toy_batch = toy_tensors
 
 
 def build(transfer: dict, backbone: dict = MMOE, seed: int = 0, tower_hidden=(16,), labels=None):
