@@ -1,0 +1,308 @@
+"""Faults: a training process killed mid-epoch, a crash between export and promotion, runs that
+overlap (different dates, the same date), and a full disk under an artifact write. Nothing is
+lost, nothing is wrongly promoted, and no reader ever sees a torn file."""
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from mtrec import registry
+from reliability_harness import D0, D1, REPO, STEPS, child_env, drive_lines, form, run_steps, sha256, task_context
+
+FROM_FEATURES = STEPS[STEPS.index("features"):]
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    wa, wb = weights(a), weights(b)
+    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+# ----------------------------------------------------------------------------- kill -9 mid-epoch
+
+KILL_SETS = ["run.model_name=kill9", "train.max_epochs=2", "train.patience=9", "train.batch_size=16"]
+
+
+def test_kill_9_mid_epoch_then_rerun_resumes_to_the_same_weights(ws, case):
+    """`python -m components.train` is SIGKILLed while in epoch 2 of 2 (train_state.pt holds epoch
+    1); the same command run again resumes after epoch 1 and ends with weights bitwise identical
+    to an uninterrupted run of the same recipe. An epoch takes about a second at batch 16."""
+    from components import train
+    from mtrec.cli import _parse_set
+    from mtrec.config import load_params
+    from mtrec.layout import RunFiles
+    from mtrec.spec import load_spec
+
+    c = case("fault", "kill -9 of training mid-epoch, then rerun",
+             "SIGKILL to `python -m components.train` during epoch 2 of 2",
+             "the rerun resumes from train_state.pt (epoch 1) and ends with weights bitwise identical to an "
+             "uninterrupted run; no model.pt before that")
+    run_dir = ws.run_dir(D0, "kill9")
+    shutil.copytree(ws.run_dir(D0) / "dataset", run_dir / "dataset")
+    cmd = [sys.executable, "-m", "components.train", "--dataset", "ml100k", "--date", D0]
+    for item in KILL_SETS:
+        cmd += ["--set", item]
+    log = open(ws.scenario.logs / "kill9.log", "w")
+    proc = subprocess.Popen(cmd, cwd=REPO, env=child_env(ws.home), stdout=log, stderr=subprocess.PIPE, text=True)
+    state = run_dir / train.STATE_FILE
+    try:
+        for line in proc.stderr:
+            log.write(line)
+            if "epoch 1/2" in line:  # logged after epoch 1's state is saved: epoch 2 has begun
+                break
+        time.sleep(0.1)
+        assert proc.poll() is None, "training ended before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.write(proc.stderr.read() if proc.stderr else "")
+        log.close()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (run_dir / "model.pt").exists()
+    assert torch.load(state, map_location="cpu", weights_only=True)["epoch"] == 1, "not killed within epoch 2"
+
+    rerun = subprocess.run(cmd, cwd=REPO, env=child_env(ws.home), capture_output=True, text=True, timeout=300)
+    (ws.scenario.logs / "kill9-rerun.log").write_text(rerun.stderr)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    result = json.loads(rerun.stdout[: rerun.stdout.rindex("}") + 1])
+    assert (result["resumed_from_epoch"], result["epochs_run"]) == (1, 2)
+    assert "resuming from" in rerun.stderr and not state.exists()
+
+    whole = RunFiles(ws.run_dir(D0, "kill9-whole"))
+    shutil.copytree(run_dir / "dataset", whole.dataset_dir)
+    params = load_params(overrides={"dataset": "ml100k", "date": D0, **_parse_set(KILL_SETS)})
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the subprocesses (OMP_NUM_THREADS=1): bitwise equality needs the same reductions
+    try:
+        train.run(whole, load_spec("ml100k"), params)
+    finally:
+        torch.set_num_threads(threads)
+    assert same_weights(run_dir / "model.pt", whole.checkpoint), "resumed weights differ from an uninterrupted run"
+    cut_log, whole_log = (json.loads(p.read_text()) for p in (run_dir / "train_log.json", whole.train_log))
+    assert [e["valid_loss"] for e in cut_log["epochs"]] == [e["valid_loss"] for e in whole_log["epochs"]]
+    c.error = "none: SIGKILL, exit -9; rerun resumed after epoch 1"
+    c.stopped = "killed in epoch 2; rerun resumed at epoch 2"
+    c.quarantine, c.champion = "n/a", "n/a (train only)"
+
+
+# ----------------------------------------------------------------------------- export -> promote crash
+
+def _promote_killed_at_flip(date: str) -> None:
+    """Forked child: promote dies (no cleanup, no finally) as it renames the new champion.json in."""
+    from mtrec.airflow_glue import run_step_for_context
+
+    real = os.replace
+
+    def replace(src, dst, *args, **kwargs):
+        if Path(dst).name == registry.CHAMPION:
+            os._exit(137)
+        return real(src, dst, *args, **kwargs)
+
+    os.replace = replace
+    run_step_for_context("promote", task_context(date))
+    os._exit(0)
+
+
+def test_crash_between_export_and_promotion_then_rerun_promotes_once(ws, case):
+    c = case("fault", "crash between export and promotion",
+             "D1 exported; promote never runs, then promote is killed (exit 137) at the champion.json rename",
+             "champion.json untouched after export and after the crash; a rerun promotes exactly once; a "
+             "second rerun changes nothing")
+    reg = ws.registry_dir
+    before = ws.registry_state()
+    champion_before = (reg / registry.CHAMPION).read_bytes()
+    out = run_steps(FROM_FEATURES[: FROM_FEATURES.index("export") + 1], D1)
+    assert out.failed is None, out.message
+    assert ws.registry_state() == before, "export touched the registry"
+    assert json.loads((ws.run_dir(D1) / "export.json").read_text())["exported"] is True
+
+    child = mp.get_context("fork").Process(target=_promote_killed_at_flip, args=(D1,))
+    child.start()
+    child.join(120)
+    assert child.exitcode == 137, "promote was not killed at the flip"
+    assert (reg / registry.CHAMPION).read_bytes() == champion_before
+    stack = registry._champion_stack(registry.history(reg), registry.current_champion(reg))
+    assert [r["run_date"] for r in stack] == [D0], "the crashed promotion counts as served"
+    assert not (ws.run_dir(D1) / "promotion.json").exists()
+
+    again = run_steps(["promote"], D1)
+    assert again.failed is None, again.message
+    champion = registry.current_champion(reg)
+    assert champion["run_date"] == D1 and sha256(Path(champion["onnx"])) == champion["onnx_sha256"]
+    stack = registry._champion_stack(registry.history(reg), champion)
+    assert [r["run_date"] for r in stack] == [D0, D1], "D1 is not the champion exactly once"
+    settled = ws.registry_state()
+    assert run_steps(["promote"], D1).failed is None
+    assert ws.registry_state() == settled, "a second rerun of promote changed the registry"
+    assert "already the champion" in json.loads((ws.run_dir(D1) / "promotion.json").read_text())["reason"]
+    c.error = "none raised in the parent; the child died with exit 137 at the flip"
+    c.stopped = "promote killed at the pointer flip; rerun promoted"
+    c.quarantine = "n/a"
+    c.champion = ("unchanged (bytes) after export and after the crash; history kept one write-ahead line that "
+                  "replay ignores; champion stack after the rerun: D0, D1")
+
+
+# ----------------------------------------------------------------------------- overlapping runs
+
+D2 = "1998-03-03"
+JSON_FILES = ("dataset/manifest.json", "encoders.json", "model_config.json", "train_log.json", "metrics.json",
+              "blessing.json", "export.json", "promotion.json", "validation/raw_events.json")
+PARQUET_FILES = ("dataset/train.parquet", "dataset/valid.parquet", "dataset/test.parquet", "predictions.parquet")
+
+
+def check_run_dir(run_dir: Path, date: str) -> dict:
+    """A finished run directory is complete and agrees with itself; returns its promotion record."""
+    import onnx
+
+    for name in JSON_FILES:
+        json.loads((run_dir / name).read_text())  # complete and parseable
+    frames = {name: pd.read_parquet(run_dir / name) for name in PARQUET_FILES}
+    manifest = json.loads((run_dir / "dataset/manifest.json").read_text())
+    assert manifest["run_date"] == date
+    assert {k: len(frames[f"dataset/{k}.parquet"]) for k in ("train", "valid", "test")} == manifest["rows"]
+    assert set(frames["predictions.parquet"]["row_id"]) == set(frames["dataset/test.parquet"]["row_id"])
+    weights(run_dir / "model.pt")
+    export = json.loads((run_dir / "export.json").read_text())
+    assert export["exported"] is True and sha256(run_dir / "model.onnx") == export["onnx_sha256"]
+    onnx.checker.check_model(onnx.load(str(run_dir / "model.onnx")))
+    blessing = json.loads((run_dir / "blessing.json").read_text())
+    assert blessing["challenger"]["run_date"] == date and blessing["blessed"] is True
+    assert not list(run_dir.rglob(".*.tmp")) and not [p for p in run_dir.rglob(".*") if p.is_dir()]
+    return json.loads((run_dir / "promotion.json").read_text())
+
+
+def test_overlapping_runs_for_two_dates_and_for_one_date(ws, case):
+    """Three whole runs at once in processes of their own, through the DAG's glue: 1998-03-02 and
+    1998-03-03 (different dates, as a backfill with max_active_runs > 1 does), and 1998-03-03 a
+    second time (the same date triggered twice). Shared state: the lake, the activity tables, the
+    Feast registry and online store, the GX data docs, the run directory (same date) and the
+    model registry. The processes are forked from one that imported the heavy libraries (as an
+    Airflow executor forks its task runners), which saves each one seconds of imports."""
+    diff = case("fault", "two runs for different dates at once", f"whole runs for {D1} and {D2} concurrently",
+                "both run dirs complete and self-consistent; every file parses; the registry holds one "
+                "champion whose history replays; a run promotes only if it became that champion")
+    same = case("fault", "two runs for the same date at once", f"two whole runs for {D2} concurrently",
+                "both succeed with identical weights and ONNX (or one wins); no torn or temp file; the run "
+                "dir is consistent; the registry holds at most one promotion of it")
+    before = registry.current_champion(ws.registry_dir)
+    steps = STEPS[1:]  # fetch: the source is in place
+    outs = ws.drive_jobs({"a": (D1, steps), "b": (D2, steps), "c": (D2, steps)}, "overlap")
+    errors = {n: (lines or [{"error": "no output (see the job's stderr.log)"}])[-1] for n, (rc, lines) in outs.items() if rc}
+    diff.error = same.error = "; ".join(f"{n}: {e.get('type')} at {e.get('step')}: {e.get('error')}"
+                                        for n, e in errors.items()) or "none: all three runs finished"
+    assert not errors, errors
+
+    promotions = {D1: check_run_dir(ws.run_dir(D1), D1), D2: check_run_dir(ws.run_dir(D2), D2)}
+    reg = ws.registry_dir
+    champion = registry.current_champion(reg)
+    history = registry.history(reg)
+    stack = registry._champion_stack(history, champion)
+    assert stack[0]["run_dir"] == before["run_dir"] and stack[-1] == champion
+    assert sha256(Path(champion["onnx"])) == champion["onnx_sha256"]
+    served = [r["run_date"] for r in stack[1:]]
+    assert len(served) == len(set(served)) == 1, f"champions after the overlap: {served}"
+    winner = served[0]
+    assert promotions[winner]["promoted"] is True
+    loser = D2 if winner == D1 else D1
+    assert promotions[loser]["promoted"] is False, "a run that never served says it was promoted"
+    assert champion["onnx_sha256"] == json.loads((ws.run_dir(winner) / "export.json").read_text())["onnx_sha256"]
+    diff.stopped = "all finished"
+    reason = promotions[loser]["reason"]
+    assert "champion changed since the gate ran" in reason or "never replaces a newer champion" in reason, reason
+    # Which date wins is a race; the row says what holds either way.
+    diff.champion = ("exactly one new champion (the run that promoted first); the other refused by the "
+                     "compare-and-swap or the backfill rule")
+    diff.quarantine = same.quarantine = "n/a"
+
+    b, c = (lines for rc, lines in (outs["b"], outs["c"]))
+    results = [{line["step"]: line.get("result") for line in lines} for lines in (b, c)]
+    trained = [r["train"] for r in results]
+    assert trained[0]["best_valid_loss"] == trained[1]["best_valid_loss"]
+    exported = [r["export"]["report"]["onnx_sha256"] for r in results]
+    assert exported[0] == exported[1] == json.loads((ws.run_dir(D2) / "export.json").read_text())["onnx_sha256"]
+    promoted_d2 = [e for e in history if e["event"] == "promote" and e["run_date"] == D2]
+    assert len({e["onnx_sha256"] for e in promoted_d2}) <= 1
+    same.stopped = "both finished"
+    same.champion = f"at most one promotion of {D2} (ONNX sha identical in both runs)"
+
+
+# ----------------------------------------------------------------------------- full disk
+
+def _mount_tmpfs_works(probe: Path) -> bool:
+    probe.mkdir(exist_ok=True)
+    try:
+        done = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
+                               f"mount -t tmpfs -o size=64k tmpfs '{probe}'"], capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0 and not os.environ.get("MTREC_RELIABILITY_NO_TMPFS")
+
+
+def test_full_disk_under_an_artifact_write(ws, case, tmp_path):
+    """The train step writes train_state.pt and model.pt into a run directory on a filesystem that
+    is full: a private tmpfs (a mount namespace of the step's own process) sized for the dataset
+    only. Where mounting is not allowed, RLIMIT_FSIZE gives the same failure as EFBIG (force that
+    path with MTREC_RELIABILITY_NO_TMPFS=1)."""
+    import resource
+
+    c = case("fault", "full disk on artifact write",
+             "the train step's run dir on a tmpfs with room for the dataset only (or RLIMIT_FSIZE below "
+             "train_state.pt's size where no tmpfs can be mounted)",
+             "a clear error naming the file and the full disk; no partial model.pt/train_state.pt and no "
+             "temp file visible; dataset intact; champion untouched")
+    out = run_steps(["features", "validate", "materialize", "dataset"], D1)
+    assert out.failed is None, out.message
+    run_dir = ws.run_dir(D1)
+    dataset = {p.name: sha256(p) for p in (run_dir / "dataset").iterdir()}
+    before = ws.registry_state()
+    steps, params = ["train"], form(overrides={"train.max_epochs": 2})
+    if _mount_tmpfs_works(tmp_path / "probe"):
+        c.injected += "; used: tmpfs (ENOSPC)"
+        staged = tmp_path / "staged"
+        shutil.move(str(run_dir), staged)
+        run_dir.mkdir()
+        size = sum(p.stat().st_size for p in staged.rglob("*") if p.is_file()) + (96 << 10)
+        script = (f"mount -t tmpfs -o size={size} tmpfs '{run_dir}' && cp -a '{staged}/.' '{run_dir}/' && "
+                  f"exec \"$@\"")
+        proc = ws.drive(D1, steps, params, list_dir=run_dir, log_name="full-disk",
+                        prefix=["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script, "sh"])
+    else:
+        c.injected += "; used: RLIMIT_FSIZE (EFBIG)"
+        limit = 128 << 10
+
+        def cap():
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+        proc = ws.drive(D1, steps, params, list_dir=run_dir, log_name="full-disk", preexec_fn=cap)
+    stdout, _ = proc.communicate(timeout=300)
+    lines = drive_lines(stdout)
+    failure = next(line for line in lines if "error" in line)
+    listing = lines[-1]["listing"]
+    c.error = failure["error"]
+    assert proc.returncode == 1 and failure["step"] == "train"
+    assert failure["type"] == "ArtifactWriteError", failure
+    assert "train_state.pt" in failure["error"] and ("full" in failure["error"] or "too large" in failure["error"])
+    c.stopped = "train failed at its first artifact write"
+    visible = set(listing)
+    assert not {"model.pt", "train_state.pt", "train_log.json"} & visible, visible
+    assert not [n for n in visible if Path(n).name.startswith(".")], f"temp files left: {visible}"
+    assert {f"dataset/{n}" for n in dataset} <= visible
+    if (run_dir / "dataset").is_dir():  # RLIMIT mode: the same directory, checked from here too
+        assert {p.name: sha256(p) for p in (run_dir / "dataset").iterdir()} == dataset
+    assert ws.registry_state() == before
+    c.quarantine, c.champion = "n/a", "unchanged (bytes)"
