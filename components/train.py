@@ -62,6 +62,7 @@ from mtrec.atomic import atomic_path, write_json
 from mtrec.config import Params, TrainParams
 from mtrec.device import pick_device
 from mtrec.layout import RunFiles
+from mtrec.registry import sha256_file
 from mtrec.spec import DatasetSpec
 
 log = logging.getLogger("mtrec.train")
@@ -238,19 +239,11 @@ def valid_loss(model: MultiTaskModel, data: Tensors, autocast: bool, group: Grou
 
 # ---------------------------------------------------------------------------------- checkpoint
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def fingerprint(run_files: RunFiles, tp: TrainParams, model_config: dict, world_size: int = 1,
                 device_type: str = "cpu") -> str:
     """What a resumable state must share with the run that resumes it."""
     recipe = {"train": asdict(tp), "model": model_config, "world_size": int(world_size), "device": device_type,
-              "splits": {name: file_sha256(run_files.split(name)) for name in ("train", "valid")}}
+              "splits": {name: sha256_file(run_files.split(name)) for name in ("train", "valid")}}
     return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()
 
 
