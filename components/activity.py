@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from mtrec.spec import FEATURE_TIMESTAMP, TIMESTAMP, Aggregates
+from core.spec import FEATURE_TIMESTAMP, TIMESTAMP, Aggregates
 
 
 def build(files: list[Path], key: str, prefix: str, agg: Aggregates, serve_days: list[str]) -> pd.DataFrame:

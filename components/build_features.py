@@ -14,11 +14,12 @@ from components import activity, validate
 from components.ingest import PART, write_parquet_if_changed
 from features.definitions import ACTIVITY_TABLES, build_objects, feature_service_name
 from features.store import open_store
-from mtrec.config import Params
-from mtrec.dates import split_days
-from mtrec.layout import Layout
-from mtrec.registry import locked
-from mtrec.spec import DatasetSpec
+from core.config import Params
+from core.dates import split_days
+from core.layout import Layout
+from core.registry import locked
+from core.spec import DatasetSpec
+from core.context import RunContext
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,8 @@ class FeaturesResult:
     activity_files_unchanged: int = 0
 
 
-def run(spec: DatasetSpec, params: Params, layout: Layout) -> FeaturesResult:
+def run(ctx: RunContext) -> FeaturesResult:
+    spec, params, layout = ctx.spec, ctx.params, ctx.layout
     for table in ("users", "items"):
         if not list(layout.entity_table(table).glob("*.parquet")):
             raise FileNotFoundError(f"{layout.entity_table(table)} holds no parquet file: run ingest first")

@@ -32,20 +32,36 @@ Each metric uses the rows where its labels are present (NaN labels are left out)
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import torch
 
-from components.encode import Encoders
+from core.encoders import Encoders
 from components.train import read_split
 from models.build import load_trained
 from models.multitask import MultiTaskModel, ServingModel
-from mtrec import metrics
-from mtrec.atomic import atomic_path, write_json
-from mtrec.config import Params
-from mtrec.device import pick_device
-from mtrec.layout import RunFiles
-from mtrec.spec import ROW_ID, DatasetSpec
+from core import metrics
+from core.atomic import atomic_path, write_json
+from core.config import Params
+from core.device import pick_device
+from core.layout import RunFiles
+from core.spec import ROW_ID, DatasetSpec
+from core.context import RunContext
+
+
+@dataclass(frozen=True)
+class EvaluateResult:
+    """What evaluate wrote: metrics.json (every metric) and predictions.parquet; the headline
+    numbers are repeated here for the CLI and the XCom."""
+
+    n_test: int
+    metrics: Path
+    predictions: Path
+    auc: dict[str, float | None]      # binary task -> test AUC (None: undefined, one class only)
+    rmse: dict[str, float | None]     # regression task -> test RMSE
 
 
 @torch.no_grad()
@@ -171,8 +187,9 @@ def consistency_metrics(spec: DatasetSpec, labels: pd.DataFrame, scores: dict[st
     return out
 
 
-def run(run_files: RunFiles, spec: DatasetSpec, params: Params) -> dict:
-    """Score split('test'); write predictions.parquet and metrics.json; return the metrics."""
+def run(ctx: RunContext) -> EvaluateResult:
+    """Score split('test'); write predictions.parquet and metrics.json; say what they hold."""
+    run_files, spec, params = ctx.run_files, ctx.spec, ctx.params
     test = read_split(run_files, "test", spec, allow_nan_labels=True)
     encoders = Encoders.load(run_files.encoders)
     model = load_trained(run_files, device=pick_device(params.train.device))
@@ -212,4 +229,6 @@ def run(run_files: RunFiles, spec: DatasetSpec, params: Params) -> dict:
     if consistency is not None:
         result["consistency"] = consistency
     write_json(run_files.metrics, result)
-    return result
+    return EvaluateResult(n_test=result["n_test"], metrics=run_files.metrics, predictions=run_files.predictions,
+                          auc={t: m.get("auc") for t, m in result["tasks"].items() if "auc" in m},
+                          rmse={t: m.get("rmse") for t, m in result["tasks"].items() if "rmse" in m})

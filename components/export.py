@@ -23,11 +23,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from mtrec.atomic import atomic_path, read_json, write_json
-from mtrec.config import Params
-from mtrec.layout import RunFiles
-from mtrec.registry import sha256_file
-from mtrec.spec import DatasetSpec
+from core.atomic import atomic_path, read_json, write_json
+from core.config import Params
+from core.layout import RunFiles
+from core.registry import sha256_file
+from core.spec import DatasetSpec
+from core.context import RunContext
 
 INPUT_NAMES = ("categorical", "numeric")
 EXAMPLE_BATCH = 8  # >= 2: a batch-1 example pins the batch dim to 1
@@ -119,7 +120,7 @@ def check_parity(module, onnx_path: Path, make_batch: BatchBuilder, batch_sizes:
     """
     import torch
 
-    from mtrec.onnx_scoring import run_session, session
+    from core.onnx_scoring import run_session, session
 
     sess = session(onnx_path)
     module = module.eval()
@@ -148,7 +149,7 @@ def measure_latency(module, onnx_path: Path, make_batch: BatchBuilder, batch_siz
     """
     import torch
 
-    from mtrec.onnx_scoring import session
+    from core.onnx_scoring import session
 
     if repeats < 1 or warmup < 0:
         raise ValueError(f"latency needs repeats >= 1 and warmup >= 0, got {repeats}, {warmup}")
@@ -186,11 +187,12 @@ def load_serving_module(run_files: RunFiles):
     return ServingModel(load_trained(run_files, device="cpu")).eval()
 
 
-def run(run_files: RunFiles, spec: DatasetSpec, params: Params) -> ExportResult:
+def run(ctx: RunContext) -> ExportResult:
     """Export the run's model if, and only if, the gate blessed it; writes export.json either way."""
+    run_files, spec, params = ctx.run_files, ctx.spec, ctx.params
     import pandas as pd
 
-    from components.encode import Encoders
+    from core.encoders import Encoders
 
     reason = _not_blessed(run_files)
     if reason:

@@ -8,8 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from components.sources import adapter
-from mtrec.layout import Layout
-from mtrec.spec import DatasetSpec
+from core.layout import Layout
+from core.spec import DatasetSpec
+from core.context import RunContext
 
 
 @dataclass(frozen=True)
@@ -17,7 +18,8 @@ class FetchResult:
     files: tuple[str, ...]
 
 
-def run(spec: DatasetSpec, layout: Layout) -> FetchResult:
+def run(ctx: RunContext) -> FetchResult:
+    spec, layout = ctx.spec, ctx.layout
     module = adapter(spec.source)
     if not hasattr(module, "fetch"):
         return FetchResult(())

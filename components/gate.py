@@ -8,7 +8,7 @@ Rules (params.yaml `gate:`, overridden by the dataset spec's `gate:`, then by th
 - calibration_band: for each task with a floor, mean predicted / observed rate lies in the band.
 - against a champion (its ONNX with its own encoders.json scores THIS run's test rows through
   onnxruntime): no binary task's AUC drops more than max_auc_drop; and the eCPM proxy's relative
-  uplift (mtrec.ecpm, per-request top-k value) has a paired-bootstrap interval whose lower bound
+  uplift (core.ecpm, per-request top-k value) has a paired-bootstrap interval whose lower bound
   is >= ecpm.min_uplift_lower. A champion that cannot be read or scored blocks the blessing.
 blessing.json is written on every call, blessed or not, so a stale record never survives a re-run;
 it carries the challenger's (and champion's) eCPM proxy next to random and oracle rankings.
@@ -20,11 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from mtrec import ecpm
-from mtrec.atomic import read_json, write_json
-from mtrec.config import Params
-from mtrec.layout import Layout, RunFiles
-from mtrec.spec import ROW_ID, DatasetSpec
+from core import ecpm
+from core.atomic import read_json, write_json
+from core.config import Params
+from core.layout import Layout, RunFiles
+from core.spec import ROW_ID, DatasetSpec
+from core.context import RunContext
 
 EPS = 1e-12  # so a drop of exactly max_auc_drop is not failed by float rounding
 
@@ -52,15 +53,16 @@ class Blessing:
         return {**asdict(self), "checks": [asdict(c) for c in self.checks]}
 
 
-def run(run_files: RunFiles, spec: DatasetSpec, params: Params, layout: Layout) -> Blessing:
+def run(ctx: RunContext) -> Blessing:
     """Decide, write run_files.blessing, return the Blessing."""
+    run_files, spec, params, layout = ctx.run_files, ctx.spec, ctx.params, ctx.layout
     blessing = decide(run_files, spec, params, layout)
     write_json(run_files.blessing, blessing.to_json())
     return blessing
 
 
 def decide(run_files: RunFiles, spec: DatasetSpec, params: Params, layout: Layout) -> Blessing:
-    from mtrec.registry import current_champion
+    from core.registry import current_champion
 
     gate = params.gate
     challenger = {"run_dir": str(run_files.root), "run_date": params.date, "metrics": None}
@@ -126,8 +128,8 @@ def _challenger_scores(run_files: RunFiles) -> tuple["pd.DataFrame", dict[str, n
 
 def _champion_scores(champion: dict, test) -> dict[str, np.ndarray]:
     """The champion's ONNX + encoders.json on the same raw rows, through onnxruntime."""
-    from mtrec.onnx_scoring import score_with_onnx
-    from mtrec.registry import sha256_file
+    from core.onnx_scoring import score_with_onnx
+    from core.registry import sha256_file
 
     onnx = Path(champion["onnx"])
     if sha256_file(onnx) != champion["onnx_sha256"]:
@@ -137,7 +139,7 @@ def _champion_scores(champion: dict, test) -> dict[str, np.ndarray]:
 
 def _aucs(test, champ_scores: dict, chall_scores: dict, spec: DatasetSpec) -> tuple[dict, dict]:
     """Champion and challenger AUC per binary task on the same rows (None: undefined there)."""
-    from mtrec.metrics import auc
+    from core.metrics import auc
 
     champ_auc, chall_auc = {}, {}
     for task in spec.binary_tasks:

@@ -19,11 +19,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from components.sources import adapter
-from mtrec.atomic import atomic_path
-from mtrec.config import Params
-from mtrec.dates import landing_days
-from mtrec.layout import Layout
-from mtrec.spec import FEATURE_TIMESTAMP, TIMESTAMP, DatasetSpec
+from core.atomic import atomic_path
+from core.config import Params
+from core.dates import landing_days
+from core.layout import Layout
+from core.spec import FEATURE_TIMESTAMP, TIMESTAMP, DatasetSpec
+from core.context import RunContext
 
 PART = "part-0.parquet"
 
@@ -36,7 +37,8 @@ class IngestResult:
     rows: int
 
 
-def run(spec: DatasetSpec, params: Params, layout: Layout, source_dir: Path | None = None) -> IngestResult:
+def run(ctx: RunContext, *, source_dir: Path | None = None) -> IngestResult:
+    spec, params, layout = ctx.spec, ctx.params, ctx.layout
     days = landing_days(spec, params)
     source = adapter(spec.source)
     source_dir = source_dir or layout.source_dir

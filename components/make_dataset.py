@@ -14,12 +14,13 @@ import pandas as pd
 
 from features.definitions import feature_service_name
 from features.store import open_store
-from mtrec.atomic import atomic_dir, write_json
-from mtrec.config import Params
-from mtrec.dates import split_days
-from mtrec.layout import Layout, RunFiles
-from mtrec.registry import locked
-from mtrec.spec import ROW_ID, TIMESTAMP, DatasetSpec
+from core.atomic import atomic_dir, write_json
+from core.config import Params
+from core.dates import split_days
+from core.layout import Layout, RunFiles
+from core.registry import locked
+from core.spec import ROW_ID, TIMESTAMP, DatasetSpec
+from core.context import RunContext
 from validation.context import DataValidationError, run_suite
 from validation.suites import training_set
 
@@ -34,7 +35,8 @@ class DatasetResult:
     days: dict[str, list[str]]    # split -> days present
 
 
-def run(spec: DatasetSpec, params: Params, layout: Layout, run_files: RunFiles) -> DatasetResult:
+def run(ctx: RunContext) -> DatasetResult:
+    spec, params, layout, run_files = ctx.spec, ctx.params, ctx.layout, ctx.run_files
     split = split_days(params.date, params.window.train_days, params.window.valid_days, params.window.test_days)
     files = [p for d in split.all for p in sorted(layout.day_dir(d).glob("*.parquet"))]
     if not files:

@@ -19,11 +19,12 @@ import io
 from dataclasses import dataclass
 
 from features.store import open_store
-from mtrec.config import Params
-from mtrec.dates import parse_day
-from mtrec.layout import Layout
-from mtrec.registry import locked
-from mtrec.spec import DatasetSpec
+from core.config import Params
+from core.dates import parse_day
+from core.layout import Layout
+from core.registry import locked
+from core.spec import DatasetSpec
+from core.context import RunContext
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,8 @@ class MaterializeResult:
     views: dict[str, list[str]]   # view -> [start, end) materialized, ISO timestamps
 
 
-def run(spec: DatasetSpec, params: Params, layout: Layout) -> MaterializeResult:
+def run(ctx: RunContext) -> MaterializeResult:
+    spec, params, layout = ctx.spec, ctx.params, ctx.layout
     end = dt.datetime.combine(parse_day(params.date) + dt.timedelta(days=1), dt.time(), dt.timezone.utc)
     done = {}
     with locked(layout.feast_dir):

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from mtrec.atomic import read_json, write_json
-from mtrec.config import Params
-from mtrec.layout import Layout, RunFiles
-from mtrec.spec import DatasetSpec
+from core.atomic import read_json, write_json
+from core.config import Params
+from core.layout import Layout, RunFiles
+from core.spec import DatasetSpec
+from core.context import RunContext
 
 
 @dataclass(frozen=True)
@@ -23,15 +24,16 @@ class PromotionResult:
     record: dict | None = None   # the champion record written (or already in place)
 
 
-def run(run_files: RunFiles, spec: DatasetSpec, params: Params, layout: Layout) -> PromotionResult:
+def run(ctx: RunContext) -> PromotionResult:
     """Promote if allowed; write run_files.promotion; return the outcome."""
+    run_files, spec, params, layout = ctx.run_files, ctx.spec, ctx.params, ctx.layout
     result = _promote(run_files, spec, params, layout)
     write_json(run_files.promotion, asdict(result))
     return result
 
 
 def _promote(run_files: RunFiles, spec: DatasetSpec, params: Params, layout: Layout) -> PromotionResult:
-    from mtrec import registry
+    from core import registry
 
     try:
         blessing, export = read_json(run_files.blessing), read_json(run_files.export_report)

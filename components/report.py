@@ -12,7 +12,7 @@ date, the training loss curves, and the ONNX export's parity and latency.
 status (promoted, blessed, refused, failed, missing), the AUC/RMSE trend per task over the
 range, and relative links to each run's report.html.
 
-Plots are matplotlib PNGs embedded as base64 data URIs (mtrec.report_html), so a page needs no
+Plots are matplotlib PNGs embedded as base64 data URIs (core.report_html), so a page needs no
 sibling files and no network: it can be mailed, or opened straight from a DVC checkout. A file
 the run did not produce (it stopped early, there was no champion) shows as a "not available:
 why" line; the report never fails because an input is missing. Pages are written atomically.
@@ -25,12 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
-from mtrec import report_html as h
-from mtrec.atomic import atomic_path, read_json
-from mtrec.config import Params
-from mtrec.dates import day_range, parse_day
-from mtrec.layout import Layout, RunFiles
-from mtrec.spec import DatasetSpec
+from core import report_html as h
+from core.atomic import atomic_path, read_json
+from core.config import Params
+from core.dates import day_range, parse_day
+from core.layout import Layout, RunFiles
+from core.spec import DatasetSpec
+from core.context import RunContext
 
 TREND_RUNS = 30
 REPORT_NAME = "report.html"
@@ -141,9 +142,9 @@ class _Page:
         return h.img(uri, name, alt)
 
 
-def run(run_files: RunFiles, spec: DatasetSpec, params: Params, layout: Layout,
-        trend_runs: int = TREND_RUNS) -> ReportResult:
+def run(ctx: RunContext, *, trend_runs: int = TREND_RUNS) -> ReportResult:
     """Write run_files.root / report.html and return what it holds."""
+    run_files, spec, params, layout = ctx.run_files, ctx.spec, ctx.params, ctx.layout
     page = _Page()
     metrics, metrics_why = _load(run_files.metrics, "the run stopped before evaluate")
     blessing, blessing_why = _load(run_files.blessing, "the run stopped before the gate")

@@ -54,16 +54,17 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from components.encode import Encoders
+from core.encoders import Encoders
 from models.build import build_model, save_model_config
 from models.multitask import MultiTaskModel
 from models.transfer import resolve_hparams
-from mtrec.atomic import atomic_path, write_json
-from mtrec.config import Params, TrainParams
-from mtrec.device import pick_device
-from mtrec.layout import RunFiles
-from mtrec.registry import sha256_file
-from mtrec.spec import DatasetSpec
+from core.atomic import atomic_path, write_json
+from core.config import Params, TrainParams
+from core.device import pick_device
+from core.layout import RunFiles
+from core.registry import sha256_file
+from core.spec import DatasetSpec
+from core.context import RunContext
 
 log = logging.getLogger("mtrec.train")
 
@@ -466,12 +467,13 @@ def _aux_step(model: MultiTaskModel, aux_opt: torch.optim.Optimizer, train: Tens
     aux_opt.step()
 
 
-def run(run_files: RunFiles, spec: DatasetSpec, params: Params, *,
+def run(ctx: RunContext, *,
         on_epoch_end: Callable[[dict], None] | None = None) -> TrainResult:
     """Train on split('train'), early-stop on split('valid'); write encoders, model, config, log.
 
     Resumes from the run directory's train_state.pt when it matches (see the module docstring);
     under torchrun, trains data-parallel and only rank 0 writes."""
+    run_files, spec, params = ctx.run_files, ctx.spec, ctx.params
     t0 = time.perf_counter()
     tp = params.train
     device = train_device(tp)
@@ -518,29 +520,3 @@ def run(run_files: RunFiles, spec: DatasetSpec, params: Params, *,
         if group.size > 1:
             dist.barrier()  # every rank returns once rank 0's files exist
     return result
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m components.train` / `torchrun --nproc-per-node N -m components.train`, with the
-    options of `mtrec train` (--dataset, --date, --params, --conf, --set key=value)."""
-    import argparse
-
-    from mtrec.cli import _common, _overrides
-    from mtrec.pipeline import RunContext, to_jsonable
-
-    parser = argparse.ArgumentParser(prog="python -m components.train", description=main.__doc__)
-    _common(parser)
-    args = parser.parse_args(argv)
-    rank = int(os.environ.get("RANK", "0"))
-    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
-                        format=f"%(asctime)s %(levelname)s %(name)s[rank {rank}]: %(message)s")
-    ctx = RunContext.create(_overrides(args), args.params)
-    result = run(ctx.run_files, ctx.spec, ctx.params)
-    if rank == 0:
-        print(json.dumps(to_jsonable(result), indent=2))
-        print(f"run_dir={ctx.run_files.root}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -28,11 +28,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pyarrow.types as pat
 
-from mtrec.atomic import write_json
-from mtrec.config import Params, ValidateParams
-from mtrec.dates import landing_days
-from mtrec.layout import Layout
-from mtrec.spec import FEATURE_TIMESTAMP, TIMESTAMP, DatasetSpec
+from core.atomic import write_json
+from core.config import Params, ValidateParams
+from core.dates import landing_days
+from core.layout import Layout
+from core.spec import FEATURE_TIMESTAMP, TIMESTAMP, DatasetSpec
+from core.context import RunContext, to_jsonable
 from validation.context import DataValidationError, Failure, run_suite
 from validation.suites import EVENT_DAY, PARTITION_DAY, entity_table, raw_events
 from validation.suites import run_day as run_day_suite
@@ -49,7 +50,8 @@ class ValidationResult:
     data_docs: str | None = None
 
 
-def run(spec: DatasetSpec, params: Params, layout: Layout) -> ValidationResult:
+def run(ctx: RunContext) -> ValidationResult:
+    spec, params, layout = ctx.spec, ctx.params, ctx.layout
     days = [d for d in landing_days(spec, params) if layout.day_dir(d).is_dir()]
     run_day_dir = layout.day_dir(params.date)
     if not run_day_dir.is_dir() or not list(run_day_dir.glob("*.parquet")):
@@ -71,7 +73,10 @@ def run(spec: DatasetSpec, params: Params, layout: Layout) -> ValidationResult:
     failures += _entity_failures(spec, layout)
     if failures:
         raise DataValidationError("events", failures, quarantined=quarantine_failures(layout, failures))
-    return ValidationResult(tuple(days), int(sum(len(f) for f in frames)), data_docs=str(layout.data_docs_dir / "index.html"))
+    result = ValidationResult(tuple(days), int(sum(len(f) for f in frames)),
+                              data_docs=str(layout.data_docs_dir / "index.html"))
+    write_json(ctx.run_files.validation_dir / "raw_events.json", to_jsonable(result))
+    return result
 
 
 def _run_day_bands(spec: DatasetSpec, vp: ValidateParams, window: pd.DataFrame, day: str, day_dir: Path,

@@ -25,7 +25,7 @@ training device) and the remote's URL. The run id is <ds>-<date>-<model>-<12 hex
 sha256 of the manifest's content (run, code, params, inputs, outputs). So the id is the same
 when an unchanged run is versioned again, and a reader can check a manifest against its own id.
 The manifest goes to the remote at two keys: mtrec/manifests/<run_id>.json, and
-mtrec/runs/<ds>/<date>/<model>/latest.json (see mtrec/versioning.py). A fresh clone, which has
+mtrec/runs/<ds>/<date>/<model>/latest.json (see core/versioning.py). A fresh clone, which has
 only the git repository and the remote, finds any run from its run id or its
 dataset/date/model (`mtrec reproduce`).
 
@@ -43,11 +43,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mtrec.atomic import write_json
-from mtrec.config import REPO_ROOT, Params
-from mtrec.dates import landing_days, split_days
-from mtrec.layout import Layout, RunFiles
-from mtrec.spec import SPEC_DIR, DatasetSpec
+from core.atomic import write_json
+from core.config import REPO_ROOT, Params
+from core.dates import landing_days, split_days
+from core.layout import Layout, RunFiles
+from core.spec import SPEC_DIR, DatasetSpec
+from core.context import RunContext
 
 log = logging.getLogger("mtrec.version")
 
@@ -161,10 +162,10 @@ def environment(run_files: RunFiles) -> dict:
             "platform": platform.platform(), "torch_threads": torch.get_num_threads(), "train_device": train_device}
 
 
-def run(spec: DatasetSpec, params: Params, layout: Layout, run_files: RunFiles, *,
-        remote: str | None = None, repo_root: Path = REPO_ROOT) -> VersionResult:
+def run(ctx: RunContext, *, remote: str | None = None, repo_root: Path = REPO_ROOT) -> VersionResult:
     """Hash the run's inputs and outputs into the DVC cache, push them, write and push the manifest."""
-    from mtrec import versioning
+    spec, params, layout, run_files = ctx.spec, ctx.params, ctx.layout, ctx.run_files
+    from core import versioning
 
     t0 = time.perf_counter()
     store = versioning.open_store(params.versioning, remote=remote, repo_root=repo_root)
@@ -208,14 +209,3 @@ def run(spec: DatasetSpec, params: Params, layout: Layout, run_files: RunFiles, 
     log.info("versioned %s: %d inputs, %d outputs, %d new objects to %s in %.1f s", run_id,
              len(entries["inputs"]), len(entries["outputs"]), pushed, store.remote_url, seconds)
     return VersionResult(run_id, path, store.remote_url, len(entries["inputs"]), len(entries["outputs"]), pushed, seconds)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m components.version`, with the options of `mtrec version`."""
-    from mtrec.cli import main as cli_main
-
-    return cli_main(["version", *(argv if argv is not None else sys.argv[1:])])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -16,8 +16,8 @@ from feast.data_format import ParquetFormat
 from feast.types import Float64, String
 from feast.value_type import ValueType
 
-from mtrec.layout import Layout
-from mtrec.spec import FEATURE_TIMESTAMP, DatasetSpec
+from core.layout import Layout
+from core.spec import FEATURE_TIMESTAMP, DatasetSpec
 
 # Profiles are snapshots that stay valid until replaced: a long TTL, not zero (zero = no limit
 # in Feast, which would also hide a stale table).

@@ -12,7 +12,7 @@ from feast.infra.offline_stores.duckdb import DuckDBOfflineStoreConfig
 from feast.infra.online_stores.sqlite import SqliteOnlineStoreConfig
 from feast.repo_config import RegistryConfig, RepoConfig
 
-from mtrec.layout import Layout
+from core.layout import Layout
 
 
 def repo_config(layout: Layout) -> RepoConfig:

@@ -17,9 +17,9 @@ from models.embedding import FeatureEmbedding, TaskEmbeddings
 from models.multitask import MultiTaskModel
 from models.towers import Towers
 from models.transfer import build_transfer
-from mtrec.atomic import read_json, write_json
-from mtrec.config import ModelParams
-from mtrec.layout import RunFiles
+from core.atomic import read_json, write_json
+from core.config import ModelParams
+from core.layout import RunFiles
 
 CONFIG_VERSION = 1
 

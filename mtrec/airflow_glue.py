@@ -4,8 +4,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from mtrec.config import check_form_paths, check_model_names
-from mtrec.pipeline import RunContext, run_step
+from core.config import check_form_paths, check_model_names
+from core.context import RunContext
+from mtrec.pipeline import run_step
 
 
 def overrides_from_context(context: dict[str, Any]) -> dict[str, Any]:
@@ -67,8 +68,8 @@ def record_failure(context: dict[str, Any]) -> None:
     import json
     import traceback
 
-    from mtrec.atomic import write_json
-    from mtrec.config import load_params
+    from core.atomic import write_json
+    from core.config import load_params
 
     ti = context.get("task_instance") or context.get("ti")
     exc = context.get("exception")
@@ -77,7 +78,7 @@ def record_failure(context: dict[str, Any]) -> None:
         params = load_params(overrides=overrides)
         where = params.artifacts_root / "failures" / params.dataset / params.date
     except Exception:  # a broken conf must still leave a record
-        from mtrec.config import home
+        from core.config import home
         where = home() / "artifacts" / "failures" / "_unparsed"
     task_id = getattr(ti, "task_id", "unknown")
     write_json(where / f"{task_id}.json", {

@@ -12,77 +12,37 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
-from mtrec.pipeline import ALL_STEPS, STEPS, RunContext, run_step
+from core.context import STEP_NAMES, RunContext
+from mtrec.run_conf import add_run_args, overrides_from_args, parse_set
+
+# Subcommands other packages add (benchmarks adds `bench`): entry points in this group name a
+# module with register(subparsers), whose parsers set_defaults(run_command=fn(args, command)).
+PLUGIN_GROUP = "mtrec.commands"
 
 
-def _overrides(args: argparse.Namespace) -> dict:
-    conf = json.loads(args.conf) if args.conf else {}
-    if not isinstance(conf, dict):
-        raise SystemExit("--conf must be a JSON object")
-    conf.update(_parse_set(args.set))
-    if args.dataset:
-        conf["dataset"] = args.dataset
-    if args.date:
-        conf["date"] = args.date
-    return conf
+def command_plugins() -> list:
+    from importlib.metadata import entry_points
 
-
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", help="data set name (features/datasets/<name>.yaml)")
-    p.add_argument("--date", help="run date YYYY-MM-DD (the partition; Airflow's logical date)")
-    p.add_argument("--params", type=Path, default=None, help="params.yaml to read (default: the repo's)")
-    p.add_argument("--conf", help="run conf as JSON, as in the Airflow trigger form")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a param, e.g. train.max_epochs=3")
+    return [ep.load() for ep in sorted(entry_points(group=PLUGIN_GROUP), key=lambda ep: ep.name)]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mtrec", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ALL_STEPS:
-        _common(sub.add_parser(name, help=f"run the {name} step"))
-    _common(sub.add_parser("run", help="every step of the daily run, in one process"))
-    _common(sub.add_parser("summary", help="print a finished run's metrics, gate decision and model"))
+    for name in STEP_NAMES:
+        add_run_args(sub.add_parser(name, help=f"run the {name} step"))
+    add_run_args(sub.add_parser("run", help="every step of the daily run, in one process"))
+    add_run_args(sub.add_parser("summary", help="print a finished run's metrics, gate decision and model"))
     rng = sub.add_parser("report-range", help="one HTML page over a range of run dates (a backfill)")
-    _common(rng)
+    add_run_args(rng)
     rng.add_argument("--first", required=True, help="first run date YYYY-MM-DD")
     rng.add_argument("--last", required=True, help="last run date YYYY-MM-DD")
-    bench = sub.add_parser("bench", help="measure speed (prints Markdown for docs/BENCHMARKS.md)")
-    bench_sub = bench.add_subparsers(dest="bench", required=True)
-    daily = bench_sub.add_parser("daily", help="wall time of each step of consecutive daily runs")
-    _common(daily)
-    daily.add_argument("--dates", nargs="+", default=["1998-03-01", "1998-03-02"])
-    daily.add_argument("--source-dir", type=Path, default=None, help="copy raw source files from here")
-    data = bench_sub.add_parser("data", help="ingest/features/GX rows/s and Feast vs DuckDB ASOF point-in-time join")
-    data.add_argument("--rows-per-day", type=int, default=200_000)
-    data.add_argument("--days", type=int, default=8)
-    data.add_argument("--entity-rows", type=int, nargs="+", default=[1_000_000])
-    data.add_argument("--set", action="append", metavar="KEY=VALUE")
-    data.add_argument("--conf", default=None)
-    data.add_argument("--dataset", default=None)
-    data.add_argument("--date", default=None)
-    quality = bench_sub.add_parser("quality", help="every backbone x seeds on real data; writes docs/RESULTS.md")
-    quality.add_argument("--datasets", nargs="+", default=["ml100k", "kuairand"])
-    quality.add_argument("--backbones", nargs="+", default=None, help="default: all nine")
-    quality.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
-    quality.add_argument("--results", type=Path, default=Path(__file__).resolve().parent.parent / "docs" / "RESULTS.md")
-    quality.add_argument("--set", action="append", metavar="KEY=VALUE")
-    quality.add_argument("--transfer", nargs="+", default=None, metavar="VARIANT",
-                         help="transfer methods instead of backbones: `all` (each method on MMoE and PLE, every "
-                              "ablation on MMoE) or names of models.transfer.DOCUMENTED_CONFIGS")
-    quality.add_argument("--cache", type=Path, default=Path("artifacts") / "bench" / "transfer_quality.jsonl",
-                         help="finished runs of --transfer (an interrupted bench resumes from it)")
-    train_b = bench_sub.add_parser("train", help="samples/s per backbone vs the no-data-path limit and a DataLoader")
-    train_b.add_argument("--rows", type=int, default=1_000_000)
-    train_b.add_argument("--backbones", nargs="+", default=None, help="default: all nine")
-    train_b.add_argument("--batch-size", type=int, default=1024)
-    train_b.add_argument("--epochs", type=int, default=2)
-    metrics_b = bench_sub.add_parser("metrics", help="time each evaluator metric on random data with ties")
-    metrics_b.add_argument("--rows", type=int, default=10_000_000)
-    metrics_b.add_argument("--users", type=int, default=100_000)
-    metrics_b.add_argument("--seed", type=int, default=0)
+    for plugin in command_plugins():
+        plugin.register(sub)
     _add_models_parser(sub)
     _add_reproduce_parser(sub)
     return parser
@@ -105,11 +65,11 @@ def _add_reproduce_parser(sub) -> None:
 
 
 def _run_reproduce(args: argparse.Namespace) -> int:
-    from mtrec.config import load_params
-    from mtrec.pipeline import to_jsonable
+    from core.config import load_params
+    from core.context import to_jsonable
     from mtrec.reproduce import format_result, reproduce
 
-    params = load_params(args.params, _parse_set(args.set))
+    params = load_params(args.params, parse_set(args.set))
     result = reproduce(args.run, params, remote=args.remote, out=args.out, retrain=args.retrain,
                        allow_other_revision=args.allow_other_revision)
     print(json.dumps(to_jsonable(result), indent=2))
@@ -134,7 +94,7 @@ def _add_models_parser(sub) -> None:
 
 def _run_models(args: argparse.Namespace) -> str:
     from mtrec import models_cli
-    from mtrec.config import load_params
+    from core.config import load_params
 
     root = load_params(args.params).artifacts_root
     if args.models_command == "list":
@@ -144,53 +104,15 @@ def _run_models(args: argparse.Namespace) -> str:
     return models_cli.rollback_model(root, args.dataset, args.model)
 
 
-def _bench_models(args: argparse.Namespace, command: str) -> int:
-    from models.backbones import BACKBONES
-
-    backbones = args.backbones or list(BACKBONES)
-    if args.bench == "quality":
-        from mtrec.bench import quality
-
-        extra = {k: v for k, v in (_parse_set(args.set)).items()}
-        if args.transfer:
-            from mtrec.bench import transfer_quality
-
-            variants = None if args.transfer == ["all"] else args.transfer
-            print(transfer_quality.run(args.datasets, variants, args.seeds, args.results, command, args.cache, extra,
-                                       backbones=tuple(args.backbones) if args.backbones else transfer_quality.BACKBONES))
-            return 0
-        print(quality.run(args.datasets, backbones, args.seeds, args.results, command, extra))
-    elif args.bench == "train":
-        from mtrec.bench import train
-
-        print(train.run(args.rows, backbones, args.batch_size, args.epochs, command))
-    else:
-        from mtrec.bench import metrics
-
-        print(metrics.run(args.rows, args.users, args.seed, command))
-    return 0
-
-
-def _parse_set(items: list[str] | None) -> dict:
-    out = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--set expects key=value, got {item!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     import warnings
 
     # Third-party deprecation chatter (ibis under Feast) says nothing about the run.
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     logging.captureWarnings(False)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    rank = int(os.environ.get("RANK", "0"))  # set by torchrun; the other ranks log warnings only
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s" + (f"[rank {rank}]" if rank else "") + ": %(message)s")
     for noisy in ("great_expectations", "feast", "great_expectations.data_context.types.base"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
@@ -200,22 +122,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "reproduce":
             return _run_reproduce(args)
-        if args.command == "bench":
-            command = "mtrec " + " ".join(argv if argv is not None else sys.argv[1:])
-            if args.bench in ("quality", "train", "metrics"):
-                return _bench_models(args, command)
-            overrides = _overrides(args)
-            if args.bench == "data":
-                from mtrec.bench import data
-
-                overrides.pop("dataset", None)
-                print(data.run(args.rows_per_day, args.days, args.entity_rows, overrides, command))
-                return 0
-            from mtrec.bench import daily
-
-            print(daily.run(overrides.pop("dataset", "ml100k"), args.dates, overrides, args.source_dir))
-            return 0
-        ctx = RunContext.create(_overrides(args), args.params)
+        if hasattr(args, "run_command"):  # a plug-in's subcommand (mtrec bench ...)
+            return args.run_command(args, "mtrec " + " ".join(argv if argv is not None else sys.argv[1:]))
+        ctx = RunContext.create(overrides_from_args(args), args.params)
         if args.command == "report-range":
             from components.report import range_report
 
@@ -225,11 +134,15 @@ def main(argv: list[str] | None = None) -> int:
             from mtrec.summary import render
             print(render(ctx))
             return 0
+        from mtrec.pipeline import STEPS, run_step
+
         steps = list(STEPS) if args.command == "run" else [args.command]
         for step in steps:
             result = run_step(step, ctx)
-            if args.command != "run":
+            if args.command != "run" and rank == 0:
                 print(json.dumps(result, indent=2, default=str))
+        if rank != 0:  # torchrun -m mtrec train: rank 0 reports for every rank
+            return 0
         if args.command == "run":
             from mtrec.summary import render
             print(render(ctx))

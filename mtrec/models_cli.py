@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mtrec import registry
-from mtrec.layout import Layout
+from core import registry
+from core.layout import Layout
 
 SHA_PREFIX = 12
 
@@ -98,7 +98,7 @@ def show_model(artifacts_root: Path, dataset: str, model: str) -> str:
 
 
 def rollback_model(artifacts_root: Path, dataset: str, model: str) -> str:
-    """Restore the previous champion (mtrec.registry.rollback) and say what is serving now."""
+    """Restore the previous champion (core.registry.rollback) and say what is serving now."""
     reg = registry_dir(artifacts_root, dataset, model)
     before = registry.current_champion(reg)
     if before is None:

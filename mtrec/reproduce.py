@@ -22,6 +22,7 @@ loop changes the weights. A restore only warns, since it copies bytes.
 """
 from __future__ import annotations
 
+from core.context import RunContext
 import dataclasses
 import json
 import logging
@@ -32,8 +33,8 @@ from pathlib import Path
 
 import yaml
 
-from mtrec.config import REPO_ROOT, Params, load_params
-from mtrec.versioning import IntegrityError, Store, VersioningError, file_digests, latest_key, manifest_key
+from core.config import REPO_ROOT, Params, load_params
+from core.versioning import IntegrityError, Store, VersioningError, file_digests, latest_key, manifest_key
 
 log = logging.getLogger("mtrec.reproduce")
 
@@ -103,7 +104,7 @@ def reproduce(ref: str, params: Params, *, remote: str | None = None, out: Path 
     params: this checkout's params (remote and cache settings, artifacts root, default model
     name). The run's own params come from its manifest.
     """
-    from mtrec import versioning
+    from core import versioning
 
     t0 = time.perf_counter()
     store = versioning.open_store(params.versioning, remote=remote, repo_root=repo_root)
@@ -139,7 +140,7 @@ def reproduce(ref: str, params: Params, *, remote: str | None = None, out: Path 
         files = _restore(store, manifest["outputs"], dest)
         model_file = weights = all(f.identical for f in files if f.path == "model.pt")
         identical = all(f.identical for f in files)
-    from mtrec.atomic import write_json
+    from core.atomic import write_json
 
     write_json(dest / "run_manifest.json", manifest)
     result = ReproduceResult(run_id, mode, str(dest), identical, files, model_file, weights, revision, warnings,
@@ -176,8 +177,8 @@ def _retrain(store: Store, manifest: dict, dest: Path, repo_root: Path, allow_ot
 
     from components import train
     from components.version import weights_sha256
-    from mtrec.layout import RunFiles
-    from mtrec.spec import load_spec
+    from core.layout import RunFiles
+    from core.spec import load_spec
 
     inputs = {(e["root"], e["path"]): e for e in manifest["inputs"]}
     outputs = {e["path"]: e for e in manifest["outputs"]}
@@ -215,7 +216,7 @@ def _retrain(store: Store, manifest: dict, dest: Path, repo_root: Path, allow_ot
     if env.get("torch_threads"):
         torch.set_num_threads(int(env["torch_threads"]))  # the run's intra-op thread count
     try:
-        train.run(RunFiles(dest), spec, params)
+        train.run(RunContext.of(params, spec, RunFiles(dest)))
     finally:
         torch.set_num_threads(threads)
 

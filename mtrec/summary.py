@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from mtrec.pipeline import RunContext
+from core.context import RunContext
 
 
 def render(ctx: RunContext) -> str:

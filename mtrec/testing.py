@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mtrec.spec import DatasetSpec
+from core.spec import DatasetSpec
 
 
 def ml100k_like_frame(spec: DatasetSpec, n: int, seed: int, first_row: int = 0) -> pd.DataFrame:

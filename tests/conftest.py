@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mtrec.pipeline import RunContext
+from core.context import RunContext
 
 REPO = Path(__file__).resolve().parent.parent
 SMALL_WINDOW = {"window.train_days": 14, "window.valid_days": 1, "window.test_days": 1}

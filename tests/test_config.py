@@ -1,7 +1,7 @@
 import pytest
 
-from mtrec.config import ConfigError, load_params
-from mtrec.spec import SpecError, load_spec
+from core.config import ConfigError, load_params
+from core.spec import SpecError, load_spec
 
 
 def test_params_yaml_loads_with_shortcut_overrides():

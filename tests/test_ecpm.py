@@ -3,8 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mtrec import ecpm
-from mtrec.spec import load_spec
+from core import ecpm
+from core.spec import load_spec
 
 SPEC = load_spec("synthetic")  # request key + bid column + ecpm value model
 

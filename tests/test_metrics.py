@@ -3,7 +3,7 @@ import pytest
 from sklearn.metrics import log_loss as sk_log_loss
 from sklearn.metrics import mean_squared_error, roc_auc_score
 
-from mtrec import metrics
+from core import metrics
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -261,7 +261,7 @@ def test_consistency_ratio_extremes_and_undefined_cases():
 
 
 def test_bench_table_times_every_metric():
-    from mtrec.bench import metrics as bench
+    from benchmarks import metrics as bench
 
     table = bench.run(n_rows=3000, n_users=50, seed=1, command="mtrec bench metrics --rows 3000")
     assert table.startswith("`mtrec bench metrics --rows 3000` — ")

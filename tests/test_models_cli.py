@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from mtrec import cli, models_cli, registry
+from core import registry
+from mtrec import cli, models_cli
 
 
 def _promote(root, dataset, model, date, payload=None) -> dict:

@@ -5,7 +5,7 @@ import multiprocessing as mp
 
 import pytest
 
-from mtrec import registry
+from core import registry
 
 
 def _record(tmp_path, date: str, payload: bytes | None = None) -> dict:

@@ -20,8 +20,8 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from mtrec import versioning
-from mtrec.config import load_params
+from core import versioning
+from core.config import load_params
 from mtrec.reproduce import RevisionMismatch, reproduce
 
 REPO = Path(__file__).resolve().parent.parent

@@ -12,7 +12,7 @@ NaN passes ExpectColumnValuesToBeBetween, so "finite or missing" is a range chec
 """
 from __future__ import annotations
 
-from mtrec.spec import FEATURE_TIMESTAMP, ROW_ID, TIMESTAMP, DatasetSpec
+from core.spec import FEATURE_TIMESTAMP, ROW_ID, TIMESTAMP, DatasetSpec
 
 FINITE = 1e30  # |value| <= FINITE: rejects +-inf, lets NaN (a missing value) through
 PARTITION_DAY = "_partition_day"

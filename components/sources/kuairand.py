@@ -27,9 +27,9 @@ import numpy as np
 import pandas as pd
 
 from components.sources import SourceTables
-from mtrec.atomic import atomic_path
-from mtrec.config import REPO_ROOT
-from mtrec.spec import FEATURE_TIMESTAMP, ROW_ID, TIMESTAMP
+from core.atomic import atomic_path
+from core.config import REPO_ROOT
+from core.spec import FEATURE_TIMESTAMP, ROW_ID, TIMESTAMP
 
 FILES = ("interactions.tsv", "user_features.csv", "video_features.csv")
 ENV_DIR = "MTREC_KUAIRAND_DIR"

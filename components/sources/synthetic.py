@@ -42,8 +42,8 @@ import pyarrow.parquet as pq
 import yaml
 
 from components.sources import SourceTables
-from mtrec.atomic import atomic_path
-from mtrec.spec import FEATURE_TIMESTAMP, ROW_ID, SPEC_DIR, TIMESTAMP, load_spec
+from core.atomic import atomic_path
+from core.spec import FEATURE_TIMESTAMP, ROW_ID, SPEC_DIR, TIMESTAMP, load_spec
 
 ENV_ROWS, ENV_DAYS = "MTREC_SYNTH_ROWS_PER_DAY", "MTREC_SYNTH_DAYS"
 CHUNK_REQUESTS = 100_000        # requests per row group (1M rows at 10 candidates): bounds memory

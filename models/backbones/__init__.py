@@ -20,7 +20,7 @@ from typing import Sequence
 
 from torch import nn
 
-from mtrec.config import ConfigError  # a bad name in params or the trigger form: not retried
+from core.config import ConfigError  # a bad name in params or the trigger form: not retried
 
 from models.backbones.aitm import AITM
 from models.backbones.cross_stitch import CrossStitch

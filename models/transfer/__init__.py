@@ -38,7 +38,7 @@ from models.transfer.crossdistil import CrossDistil
 from models.transfer.dml import DML
 from models.transfer.ektm import EKTM
 from models.transfer.none import NoTransfer
-from mtrec.config import ConfigError  # a bad name in params or the trigger form: not retried
+from core.config import ConfigError  # a bad name in params or the trigger form: not retried
 
 TRANSFERS: dict[str, type[nn.Module]] = {"none": NoTransfer, "crossdistil": CrossDistil, "ektm": EKTM, "dml": DML}
 

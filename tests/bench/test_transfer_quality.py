@@ -8,7 +8,7 @@ import statistics
 import pytest
 
 from models.transfer import DOCUMENTED_CONFIGS, METHODS
-from mtrec.bench import transfer_quality as tq
+from benchmarks import transfer_quality as tq
 
 
 def test_plan_has_each_method_on_each_backbone_and_every_ablation_once():

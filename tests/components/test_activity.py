@@ -2,13 +2,13 @@
 import pandas as pd
 
 from components import activity, ingest
-from mtrec.spec import TIMESTAMP
+from core.spec import TIMESTAMP
 
 SERVE = "1998-02-20"
 
 
 def _files(ctx):
-    ingest.run(ctx.spec, ctx.params, ctx.layout)
+    ingest.run(ctx)
     return sorted(ctx.layout.events_dir.glob("dt=*/*.parquet"))
 
 
@@ -53,11 +53,11 @@ def test_build_features_rerun_rewrites_nothing(make_ctx):
     from components import build_features
 
     ctx = make_ctx()
-    ingest.run(ctx.spec, ctx.params, ctx.layout)
-    first = build_features.run(ctx.spec, ctx.params, ctx.layout)
+    ingest.run(ctx)
+    first = build_features.run(ctx)
     files = sorted(ctx.layout.lake_dir.glob("*_activity/dt=*/*.parquet"))
     before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in files}
-    second = build_features.run(ctx.spec, ctx.params, ctx.layout)
+    second = build_features.run(ctx)
     assert first.activity_files_written == len(files) > 0
     assert second.activity_files_written == 0 and second.activity_files_unchanged == len(files)
     assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in files} == before

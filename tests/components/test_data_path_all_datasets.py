@@ -4,8 +4,9 @@ import pandas as pd
 import pytest
 
 from components.sources import kuairand
-from mtrec.pipeline import RunContext, run_step
-from mtrec.spec import ROW_ID, TIMESTAMP
+from core.context import RunContext
+from mtrec.pipeline import run_step
+from core.spec import ROW_ID, TIMESTAMP
 
 CASES = {
     "ml100k": {"date": "1998-03-01", "window.train_days": 10},

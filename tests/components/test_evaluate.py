@@ -1,3 +1,5 @@
+from core.atomic import read_json
+from core.context import RunContext
 import json
 
 import numpy as np
@@ -8,12 +10,12 @@ import pytest
 import torch
 
 from components import evaluate, train
-from components.encode import Encoders
+from core.encoders import Encoders
 from models.build import load_trained
-from mtrec import metrics
-from mtrec.config import load_params
-from mtrec.layout import RunFiles
-from mtrec.spec import load_spec
+from core import metrics
+from core.config import load_params
+from core.layout import RunFiles
+from core.spec import load_spec
 
 SPEC = load_spec("ml100k")
 PARAMS = load_params(overrides={"train.max_epochs": 4, "train.batch_size": 128})
@@ -29,12 +31,12 @@ def trained(tmp_path_factory) -> RunFiles:
     rf.dataset_dir.mkdir(parents=True)
     for i, (name, n) in enumerate((("train", 1200), ("valid", 300), ("test", 400))):
         make_frame(n, seed=20 + i, first_row=10_000 * i).to_parquet(rf.split(name), index=False)
-    train.run(rf, SPEC, PARAMS)
+    train.run(RunContext.of(PARAMS, SPEC, rf))
     return rf
 
 
 def test_writes_predictions_and_metrics(trained):
-    result = evaluate.run(trained, SPEC, PARAMS)
+    result = read_json(evaluate.run(RunContext.of(PARAMS, SPEC, trained)).metrics)
     preds = pd.read_parquet(trained.predictions)
     assert list(preds.columns) == ["row_id", "like", "love", "rating", "score_like", "score_love", "score_rating"]
     test = pd.read_parquet(trained.split("test"))
@@ -74,14 +76,14 @@ def test_one_class_test_labels_give_null_auc_with_a_note(trained, tmp_path):
     test = make_frame(30, seed=5)
     test["love"] = 0
     test.to_parquet(rf.split("test"), index=False)
-    love = evaluate.run(rf, SPEC, PARAMS)["tasks"]["love"]
+    love = read_json(evaluate.run(RunContext.of(PARAMS, SPEC, rf)).metrics)["tasks"]["love"]
     assert love["auc"] is None and "every test label is 0" in love["note"]
     assert love["positive_rate"] == 0.0 and np.isfinite(love["logloss"])
     assert json.loads(rf.metrics.read_text())["tasks"]["love"]["auc"] is None
 
 
 def test_metrics_json_holds_gauc_calibration_multi_auc_and_consistency(trained):
-    result = evaluate.run(trained, SPEC, PARAMS)
+    result = read_json(evaluate.run(RunContext.of(PARAMS, SPEC, trained)).metrics)
     preds, test = pd.read_parquet(trained.predictions), pd.read_parquet(trained.split("test"))
     like, love = result["tasks"]["like"], result["tasks"]["love"]
     for name, task in (("like", like), ("love", love)):

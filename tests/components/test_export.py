@@ -1,6 +1,7 @@
 """ONNX export: dynamic batch, onnxruntime parity at 1/7/4096, latency, blessing gate, export.json."""
 from __future__ import annotations
 
+from core.context import RunContext
 import numpy as np
 import onnx
 import pandas as pd
@@ -9,13 +10,13 @@ import torch
 from torch import nn
 
 from components import export
-from components.encode import Encoders
-from mtrec.atomic import read_json, write_json
-from mtrec.config import ExportParams, GateParams, load_params, ModelParams, Params, TrainParams, ValidateParams, WindowParams
-from mtrec.layout import RunFiles
-from mtrec.onnx_scoring import score_with_onnx
-from mtrec.registry import sha256_file
-from mtrec.spec import DatasetSpec, FeatureGroup, Task
+from core.encoders import Encoders
+from core.atomic import read_json, write_json
+from core.config import ExportParams, GateParams, load_params, ModelParams, Params, TrainParams, ValidateParams, WindowParams
+from core.layout import RunFiles
+from core.onnx_scoring import score_with_onnx
+from core.registry import sha256_file
+from core.spec import DatasetSpec, FeatureGroup, Task
 
 TASKS = (("like", "binary"), ("love", "binary"), ("rating", "regression"))
 SPEC = DatasetSpec("toy", "toy", "user_id", "item_id", None, tuple(Task(n, t) for n, t in TASKS),
@@ -128,7 +129,7 @@ def _run_dir(tmp_path, blessing: dict | None):
 def test_run_skips_unblessed(tmp_path, monkeypatch, blessing):
     rf, _, _ = _run_dir(tmp_path, blessing)
     monkeypatch.setattr(export, "load_serving_module", lambda _: pytest.fail("must not load the model"))
-    result = export.run(rf, SPEC, make_params(tmp_path))
+    result = export.run(RunContext.of(make_params(tmp_path), SPEC, rf))
     assert result.skipped and result.onnx_path is None
     assert not rf.onnx.exists()
     assert read_json(rf.export_report)["exported"] is False
@@ -140,7 +141,7 @@ def test_run_exports_blessed_and_scores_like_torch(tmp_path, monkeypatch):
     module = Tiny(enc.cardinalities, len(enc.numeric)).eval()
     monkeypatch.setattr(export, "load_serving_module", lambda _: module)
     opts = ExportParams(parity_batch_sizes=(1, 7, 4096), latency_repeats=5, latency_warmup=1)
-    result = export.run(rf, SPEC, make_params(tmp_path, opts))
+    result = export.run(RunContext.of(make_params(tmp_path, opts), SPEC, rf))
     report = read_json(rf.export_report)
     assert not result.skipped and report["exported"] is True
     assert report["onnx_sha256"] == sha256_file(rf.onnx)

@@ -1,6 +1,7 @@
 """Gate: floors, no-threshold refusal, and comparison with a real ONNX champion on the same rows."""
 from __future__ import annotations
 
+from core.context import RunContext
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,14 +9,14 @@ import torch
 from torch import nn
 
 from components import gate
-from components.encode import Encoders
+from core.encoders import Encoders
 from components.export import export_onnx
-from mtrec import registry
-from mtrec.atomic import read_json, write_json
-from mtrec.config import ExportParams, GateParams, ModelParams, Params, TrainParams, ValidateParams, WindowParams
-from mtrec.layout import Layout, RunFiles
-from mtrec.metrics import auc
-from mtrec.spec import DatasetSpec, FeatureGroup, Task
+from core import registry
+from core.atomic import read_json, write_json
+from core.config import ExportParams, GateParams, ModelParams, Params, TrainParams, ValidateParams, WindowParams
+from core.layout import Layout, RunFiles
+from core.metrics import auc
+from core.spec import DatasetSpec, FeatureGroup, Task
 
 SPEC = DatasetSpec("toy", "toy", "user_id", "item_id", None,
                    (Task("like", "binary"), Task("rating", "regression")),
@@ -92,7 +93,7 @@ def _layout(tmp_path) -> Layout:
 
 
 def _gate(tmp_path, rf, **gate_kw):
-    return gate.run(rf, SPEC, _params(tmp_path, **gate_kw), _layout(tmp_path))
+    return gate.run(RunContext.of(_params(tmp_path, **gate_kw), SPEC, rf, _layout(tmp_path)))
 
 
 def test_first_model_blessed_when_floors_hold(tmp_path):

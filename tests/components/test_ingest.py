@@ -2,12 +2,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from components import ingest
-from mtrec.spec import TIMESTAMP
+from core.spec import TIMESTAMP
 
 
 def test_ingest_lands_day_partitions_with_us_utc_timestamps(make_ctx):
     ctx = make_ctx()
-    result = ingest.run(ctx.spec, ctx.params, ctx.layout)
+    result = ingest.run(ctx)
     assert "1998-03-01" in result.written and result.rows > 0
     part = ctx.layout.day_dir("1998-03-01") / ingest.PART
     field = pq.read_schema(part).field(TIMESTAMP)
@@ -23,10 +23,10 @@ def test_ingest_lands_day_partitions_with_us_utc_timestamps(make_ctx):
 
 def test_ingest_rerun_is_idempotent_byte_for_byte(make_ctx):
     ctx = make_ctx()
-    first = ingest.run(ctx.spec, ctx.params, ctx.layout)
+    first = ingest.run(ctx)
     before = {p: p.read_bytes() for p in ctx.layout.lake_dir.rglob("*.parquet")}
     mtimes = {p: p.stat().st_mtime_ns for p in before}
-    second = ingest.run(ctx.spec, ctx.params, ctx.layout)
+    second = ingest.run(ctx)
     assert second.written == () and set(second.unchanged) == set(first.written)
     after = {p: p.read_bytes() for p in ctx.layout.lake_dir.rglob("*.parquet")}
     assert after == before

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from components import promote
-from mtrec import registry
-from mtrec.atomic import read_json, write_json
-from mtrec.config import ExportParams, GateParams, ModelParams, Params, TrainParams, ValidateParams, WindowParams
-from mtrec.layout import Layout, RunFiles
-from mtrec.spec import DatasetSpec, FeatureGroup, Task
+from core.context import RunContext
+from core import registry
+from core.atomic import read_json, write_json
+from core.config import ExportParams, GateParams, ModelParams, Params, TrainParams, ValidateParams, WindowParams
+from core.layout import Layout, RunFiles
+from core.spec import DatasetSpec, FeatureGroup, Task
 
 SPEC = DatasetSpec("toy", "toy", "u", "i", None, (Task("like", "binary"),), FeatureGroup(("u", "i")),
                    FeatureGroup(), FeatureGroup())
@@ -30,7 +31,7 @@ def _setup(tmp_path, date: str, blessed: bool = True, champion_seen: str | None 
 
 
 def _promote(rf, params, layout):
-    return promote.run(rf, SPEC, params, layout)
+    return promote.run(RunContext.of(params, SPEC, rf, layout))
 
 
 def test_promotes_blessed_and_retry_is_noop(tmp_path):

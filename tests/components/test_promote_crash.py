@@ -1,7 +1,7 @@
 """Crash between export and the champion pointer flip: the old champion keeps serving.
 
 The fault is injected at the one real commit point, the os.replace that renames the new
-champion.json into place (mtrec.atomic.write_json), either as an exception in-process or as a
+champion.json into place (core.atomic.write_json), either as an exception in-process or as a
 hard kill (os._exit(137), no finally blocks, no cleanup) in a forked child running promote.
 Models are real: tiny ONNX graphs with the serving contract (categorical int64 B x Fc,
 numeric float32 B x Fn -> one [B] output per task) and fitted encoders.json, scored through
@@ -9,6 +9,7 @@ onnxruntime exactly as the gate scores a champion.
 """
 from __future__ import annotations
 
+from core.context import RunContext
 import multiprocessing as mp
 import os
 from pathlib import Path
@@ -20,13 +21,13 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from components import promote
-from components.encode import Encoders
-from mtrec import registry
-from mtrec.atomic import read_json, write_json
-from mtrec.config import ExportParams, GateParams, ModelParams, Params, TrainParams, ValidateParams, WindowParams
-from mtrec.layout import Layout, RunFiles
-from mtrec.onnx_scoring import score_with_onnx
-from mtrec.spec import DatasetSpec, FeatureGroup, Task
+from core.encoders import Encoders
+from core import registry
+from core.atomic import read_json, write_json
+from core.config import ExportParams, GateParams, ModelParams, Params, TrainParams, ValidateParams, WindowParams
+from core.layout import Layout, RunFiles
+from core.onnx_scoring import score_with_onnx
+from core.spec import DatasetSpec, FeatureGroup, Task
 
 SPEC = DatasetSpec("toy", "toy", "user_id", "item_id", None, (Task("like", "binary"),),
                    FeatureGroup(("user_id", "item_id"), ()), FeatureGroup((), ("age",)), FeatureGroup())
@@ -84,7 +85,7 @@ def blessed_run(tmp_path: Path, date: str, champion_seen: str | None, seed: int)
 def champion_a(tmp_path):
     """Champion A promoted; B exported and blessed against A, ready to promote."""
     a, params_a, layout = blessed_run(tmp_path, "2024-01-01", None, seed=1)
-    assert promote.run(a, SPEC, params_a, layout).promoted
+    assert promote.run(RunContext.of(params_a, SPEC, a, layout)).promoted
     b, params_b, _ = blessed_run(tmp_path, "2024-01-02", str(a.root), seed=2)
     reg = layout.registry_dir("tiny")
     return a, (b, params_b), layout, reg, registry.current_champion(reg)
@@ -107,7 +108,7 @@ def _raise():
 
 def _promote_killed_at_flip(b, params_b, layout):
     os.replace = _fault_at_flip(lambda: os._exit(137))  # this child only; dies without cleanup
-    promote.run(b, SPEC, params_b, layout)
+    promote.run(RunContext.of(params_b, SPEC, b, layout))
     os._exit(0)  # not reached when the fault fires
 
 
@@ -135,7 +136,7 @@ def test_exception_at_flip_leaves_old_champion(champion_a, monkeypatch):
     a, (b, params_b), layout, reg, champ_a = champion_a
     monkeypatch.setattr(os, "replace", _fault_at_flip(_raise))
     with pytest.raises(OSError, match="injected crash"):
-        promote.run(b, SPEC, params_b, layout)
+        promote.run(RunContext.of(params_b, SPEC, b, layout))
     monkeypatch.undo()
     assert_old_champion_serves(reg, champ_a, a)
     _check_write_ahead_line(reg, b)
@@ -153,7 +154,7 @@ def test_hard_kill_at_flip_leaves_old_champion_and_retry_promotes(champion_a):
     _check_write_ahead_line(reg, b)
     # The kill released the flock and left at most a stray temp file, which nobody reads:
     # re-running promote for B (what Airflow's retry does) goes through.
-    result = promote.run(b, SPEC, params_b, layout)
+    result = promote.run(RunContext.of(params_b, SPEC, b, layout))
     assert result.promoted and registry.current_champion(reg)["run_dir"] == str(b.root)
     champ_b = registry.current_champion(reg)
     assert registry.sha256_file(champ_b["onnx"]) == champ_b["onnx_sha256"]
@@ -161,7 +162,7 @@ def test_hard_kill_at_flip_leaves_old_champion_and_retry_promotes(champion_a):
 
 def test_rollback_restores_previous_champion(champion_a):
     a, (b, params_b), layout, reg, champ_a = champion_a
-    assert promote.run(b, SPEC, params_b, layout).promoted
+    assert promote.run(RunContext.of(params_b, SPEC, b, layout)).promoted
     assert registry.current_champion(reg)["run_dir"] == str(b.root)
     assert registry.rollback(reg) == champ_a
     assert_old_champion_serves(reg, champ_a, a)
@@ -172,7 +173,7 @@ def test_rollback_after_crash_and_retry_restores_a(champion_a, monkeypatch):
     a, (b, params_b), layout, reg, champ_a = champion_a
     monkeypatch.setattr(os, "replace", _fault_at_flip(_raise))
     with pytest.raises(OSError):
-        promote.run(b, SPEC, params_b, layout)
+        promote.run(RunContext.of(params_b, SPEC, b, layout))
     monkeypatch.undo()
-    assert promote.run(b, SPEC, params_b, layout).promoted
+    assert promote.run(RunContext.of(params_b, SPEC, b, layout)).promoted
     assert registry.rollback(reg)["run_dir"] == str(a.root)

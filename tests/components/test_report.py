@@ -2,6 +2,7 @@
 rendered by headless Chromium (every embedded PNG must decode)."""
 from __future__ import annotations
 
+from core.context import RunContext
 import base64
 import json
 import os
@@ -15,13 +16,13 @@ import pandas as pd
 import pytest
 
 from components import report
-from mtrec import report_html as h
-from mtrec.atomic import read_json, write_json
-from mtrec.config import load_params
-from mtrec.layout import Layout, RunFiles
-from mtrec.metrics import auc
+from core import report_html as h
+from core.atomic import read_json, write_json
+from core.config import load_params
+from core.layout import Layout, RunFiles
+from core.metrics import auc
 from mtrec.pipeline import STEPS, run_step
-from mtrec.spec import load_spec
+from core.spec import load_spec
 
 INSTALL = "apt-get install -y chromium chromium-driver"
 IMG = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)" data-plot="([^"]+)"')
@@ -99,14 +100,14 @@ def test_run_report_from_a_real_pipeline_run_renders_in_chromium(make_ctx, tmp_p
     rf = ctx.run_files
     assert read_json(rf.promotion)["promoted"] is True
 
-    first = report.run(rf, ctx.spec, ctx.params, ctx.layout)
+    first = report.run(RunContext.of(ctx.params, ctx.spec, rf, ctx.layout))
     assert first.path == rf.root / "report.html" and first.status == "promoted"
     assert any(u.startswith("champion comparison: there was no champion") for u in first.unavailable)
 
     # Gate again: the champion is now this very model, scored through its registry ONNX on the
     # same rows, so the page gets a champion-vs-challenger table (equal AUCs, zero drop).
     run_step("gate", ctx)
-    result = report.run(rf, ctx.spec, ctx.params, ctx.layout)
+    result = report.run(RunContext.of(ctx.params, ctx.spec, rf, ctx.layout))
     page = result.path.read_text()
     assert not list(rf.root.glob(".report.html.*"))                         # atomic write left no temp
 
@@ -190,7 +191,7 @@ def test_range_report_statuses_links_and_trends(tmp_path):
             "1998-03-02": _fake_run(tmp_path, "1998-03-02", 2, blessed=False, reason=hostile),
             "1998-03-03": _fake_run(tmp_path, "1998-03-03", 3, blessed=None, stop_after_dataset=True)}
     for date, rf in runs.items():
-        report.run(rf, SPEC, _params(tmp_path, date), Layout(tmp_path / "data", tmp_path / "artifacts", "ml100k"))
+        report.run(RunContext.of(_params(tmp_path, date), SPEC, rf, Layout(tmp_path / "data", tmp_path / "artifacts", "ml100k")))
     layout = Layout(tmp_path / "data", tmp_path / "artifacts", "ml100k")
 
     path = report.range_report(layout, "mmoe", "1998-03-01", "1998-03-04")
@@ -217,7 +218,7 @@ def test_report_of_a_run_that_stopped_early_says_why(tmp_path):
     params = _params(tmp_path, "1998-03-03")
     layout = Layout(params.data_root, params.artifacts_root, "ml100k")
     rf = _fake_run(tmp_path, "1998-03-03", 0, blessed=None, stop_after_dataset=True)
-    result = report.run(rf, SPEC, params, layout)
+    result = report.run(RunContext.of(params, SPEC, rf, layout))
     page = result.path.read_text()
     assert result.status == "failed" and result.plots == () and "<img" not in page
     assert 'data-status="failed"' in page and "NO gate decision" in page
@@ -232,7 +233,7 @@ def test_report_of_a_run_that_stopped_early_says_why(tmp_path):
 
     # A refused run without a champion: curves and trend present, the champion line says why.
     rf2 = _fake_run(tmp_path, "1998-03-02", 5, blessed=False, reason="refused: love: AUC 0.41 < floor 0.6")
-    result = report.run(rf2, SPEC, _params(tmp_path, "1998-03-02"), layout)
+    result = report.run(RunContext.of(_params(tmp_path, "1998-03-02"), SPEC, rf2, layout))
     page = result.path.read_text()
     assert result.status == "refused" and 'data-status="refused"' in page and "NOT blessed" in page
     assert result.plots == ("roc_like", "calibration_like", "roc_love", "calibration_love", "regression_rating",
@@ -290,7 +291,7 @@ def test_missing_chromium_fails_with_the_install_command(monkeypatch):
 
 def test_transfer_heads_are_shown_beside_the_served_metrics(tmp_path):
     """CrossDistil's teachers (metrics.json `heads`) get their own table with AUC and Multi-AUC."""
-    from mtrec.atomic import read_json
+    from core.atomic import read_json
 
     params = _params(tmp_path, "1998-03-02")
     layout = Layout(params.data_root, params.artifacts_root, "ml100k")
@@ -299,6 +300,6 @@ def test_transfer_heads_are_shown_beside_the_served_metrics(tmp_path):
     metrics["heads"] = {"teacher": {"like": {"auc": 0.7123, "logloss": 0.61, "multi_auc": {"love": 0.6543}},
                                     "love": {"auc": 0.6911, "logloss": 0.5, "multi_auc": {"like": 0.6}}}}
     write_json(rf.metrics, metrics)
-    page = report.run(rf, SPEC, params, layout).path.read_text()
+    page = report.run(RunContext.of(params, SPEC, rf, layout)).path.read_text()
     assert "transfer heads" in page
     assert "<td>teacher</td><td>like</td><td>0.7123</td><td>0.6100</td>" in page and "love: 0.6543" in page

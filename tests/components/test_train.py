@@ -1,3 +1,4 @@
+from core.context import RunContext
 import json
 
 import numpy as np
@@ -9,9 +10,9 @@ import torch
 
 from components import train
 from models.build import load_trained
-from mtrec.config import load_params
-from mtrec.layout import RunFiles
-from mtrec.spec import load_spec
+from core.config import load_params
+from core.layout import RunFiles
+from core.spec import load_spec
 
 SPEC = load_spec("ml100k")
 OVERRIDES = {"train.max_epochs": 2, "train.batch_size": 128}
@@ -31,7 +32,7 @@ def write_splits(root, n_train=1200, n_valid=300, n_test=300) -> RunFiles:
 
 def test_run_writes_artifacts_and_learns(tmp_path):
     rf = write_splits(tmp_path)
-    result = train.run(rf, SPEC, load_params(overrides=OVERRIDES))
+    result = train.run(RunContext.of(load_params(overrides=OVERRIDES), SPEC, rf))
     assert (result.train_rows, result.valid_rows, result.device) == (1200, 300, "cpu")
     assert result.epochs_run == 2 and result.best_epoch in (1, 2) and np.isfinite(result.best_valid_loss)
     for path in (rf.encoders, rf.model_config, rf.checkpoint, rf.train_log):
@@ -56,7 +57,7 @@ def test_same_seed_gives_bitwise_identical_weights(tmp_path):
     for name in ("a", "b", "c"):
         rf = write_splits(tmp_path / name)
         p = params if name != "c" else load_params(overrides={**OVERRIDES, "train.seed": 8})
-        train.run(rf, SPEC, p)
+        train.run(RunContext.of(p, SPEC, rf))
         states.append(torch.load(rf.checkpoint, weights_only=True))
     a, b, c = states
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -66,8 +67,9 @@ def test_same_seed_gives_bitwise_identical_weights(tmp_path):
 def test_early_stopping_keeps_the_best_epoch(tmp_path):
     rf = write_splits(tmp_path)
     # a large learning rate overfits this tiny set within a few epochs; patience 1 stops the run
-    result = train.run(rf, SPEC, load_params(overrides={**OVERRIDES, "train.max_epochs": 8,
-                                                        "train.patience": 1, "train.learning_rate": 0.05}))
+    params = load_params(overrides={**OVERRIDES, "train.max_epochs": 8, "train.patience": 1,
+                                    "train.learning_rate": 0.05})
+    result = train.run(RunContext.of(params, SPEC, rf))
     losses = [e["valid_loss"] for e in json.loads(rf.train_log.read_text())["epochs"]]
     assert result.epochs_run == len(losses) == result.best_epoch + 1 < 8
     assert result.best_valid_loss == min(losses) == losses[result.best_epoch - 1]
@@ -81,7 +83,7 @@ def test_empty_split_names_the_file(tmp_path):
     rf = write_splits(tmp_path)
     make_frame(5, 1).iloc[:0].to_parquet(rf.split("valid"), index=False)
     with pytest.raises(ValueError, match=r"valid\.parquet.*0 rows"):
-        train.run(rf, SPEC, load_params(overrides=OVERRIDES))
+        train.run(RunContext.of(load_params(overrides=OVERRIDES), SPEC, rf))
 
 
 def test_nan_label_names_file_column_and_count(tmp_path):
@@ -90,7 +92,7 @@ def test_nan_label_names_file_column_and_count(tmp_path):
     df.loc[:2, "love"] = np.nan
     df.to_parquet(rf.split("train"), index=False)
     with pytest.raises(ValueError, match=r"train\.parquet.*'love'.*3 NaN"):
-        train.run(rf, SPEC, load_params(overrides=OVERRIDES))
+        train.run(RunContext.of(load_params(overrides=OVERRIDES), SPEC, rf))
 
 
 class Interrupt(Exception):
@@ -109,16 +111,16 @@ def test_resume_after_interruption_gives_bitwise_identical_weights(tmp_path, cap
     weights, valid losses and best epoch as an uninterrupted run; the state file is removed after."""
     params = load_params(overrides={**OVERRIDES, "train.max_epochs": 4, "train.patience": 9})
     whole = write_splits(tmp_path / "whole")
-    train.run(whole, SPEC, params)
+    train.run(RunContext.of(params, SPEC, whole))
     assert not (whole.root / train.STATE_FILE).exists()             # removed once model.pt is written
 
     cut = write_splits(tmp_path / "cut")
     with pytest.raises(Interrupt):
-        train.run(cut, SPEC, params, on_epoch_end=stop_after(2))
+        train.run(RunContext.of(params, SPEC, cut), on_epoch_end=stop_after(2))
     state = torch.load(cut.root / train.STATE_FILE, weights_only=True)  # tensors and plain containers only
     assert state["epoch"] == 2 and len(state["history"]) == 2 and not cut.checkpoint.exists()
     with caplog.at_level("INFO", logger="mtrec.train"):
-        result = train.run(cut, SPEC, params)
+        result = train.run(RunContext.of(params, SPEC, cut))
     assert result.resumed_from_epoch == 2 and result.epochs_run == 4
     assert "resuming from" in caplog.text and "epoch 3/4" in caplog.text and "epoch 1/4" not in caplog.text
     a, b = torch.load(whole.checkpoint, weights_only=True), torch.load(cut.checkpoint, weights_only=True)
@@ -136,13 +138,13 @@ def test_resume_after_early_stop_and_with_dropout(tmp_path):
             "model.backbone": {"name": "shared_bottom", "hidden": [32], "dropout": 0.3}}
     params = load_params(overrides=over)
     whole = write_splits(tmp_path / "whole")
-    ref = train.run(whole, SPEC, params)
+    ref = train.run(RunContext.of(params, SPEC, whole))
     assert ref.epochs_run < 8                                       # early stopping fired
     for k in (1, ref.epochs_run):                                   # cut mid-run, and right after the stop
         cut = write_splits(tmp_path / f"cut{k}")
         with pytest.raises(Interrupt):
-            train.run(cut, SPEC, params, on_epoch_end=stop_after(k))
-        result = train.run(cut, SPEC, params)
+            train.run(RunContext.of(params, SPEC, cut), on_epoch_end=stop_after(k))
+        result = train.run(RunContext.of(params, SPEC, cut))
         assert (result.resumed_from_epoch, result.epochs_run, result.best_epoch) == (k, ref.epochs_run, ref.best_epoch)
         a, b = torch.load(whole.checkpoint, weights_only=True), torch.load(cut.checkpoint, weights_only=True)
         assert all(torch.equal(a[key], b[key]) for key in a)
@@ -152,22 +154,22 @@ def test_state_of_other_params_or_data_is_ignored(tmp_path, caplog):
     params = load_params(overrides={**OVERRIDES, "train.max_epochs": 3})
     rf = write_splits(tmp_path)
     with pytest.raises(Interrupt):
-        train.run(rf, SPEC, params, on_epoch_end=stop_after(1))
+        train.run(RunContext.of(params, SPEC, rf), on_epoch_end=stop_after(1))
     other = load_params(overrides={**OVERRIDES, "train.max_epochs": 3, "train.learning_rate": 0.01})
     with caplog.at_level("WARNING", logger="mtrec.train"):
-        result = train.run(rf, SPEC, other)
+        result = train.run(RunContext.of(other, SPEC, rf))
     assert result.resumed_from_epoch == 0 and result.epochs_run == 3 and "training from scratch" in caplog.text
     # changed data: same params, but the valid split is rewritten
     with pytest.raises(Interrupt):
-        train.run(rf, SPEC, params, on_epoch_end=stop_after(1))
+        train.run(RunContext.of(params, SPEC, rf), on_epoch_end=stop_after(1))
     make_frame(300, seed=99, first_row=10_000).to_parquet(rf.split("valid"), index=False)
-    assert train.run(rf, SPEC, params).resumed_from_epoch == 0
+    assert train.run(RunContext.of(params, SPEC, rf)).resumed_from_epoch == 0
 
 
 def test_progress_lines_in_the_log(tmp_path, caplog):
     rf = write_splits(tmp_path)
     with caplog.at_level("INFO", logger="mtrec.train"):
-        train.run(rf, SPEC, load_params(overrides=OVERRIDES))
+        train.run(RunContext.of(load_params(overrides=OVERRIDES), SPEC, rf))
     lines = [r.getMessage() for r in caplog.records if r.name == "mtrec.train" and r.getMessage().startswith("epoch")]
     assert len(lines) == 2 and "samples/s" in lines[0] and "valid loss" in lines[0] and lines[0].startswith("epoch 1/2")
     log = json.loads(rf.train_log.read_text())

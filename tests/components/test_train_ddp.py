@@ -1,4 +1,4 @@
-"""Data-parallel training: `torchrun --nproc-per-node 2 -m components.train` (gloo on CPU) against
+"""Data-parallel training: `torchrun --nproc-per-node 2 -m mtrec train` (gloo on CPU) against
 one process at the same global batch, both evaluated on the same test split.
 
 Tolerance: every test AUC of the 2-process run within 0.01 of the 1-process run, the rating MSE
@@ -23,7 +23,8 @@ from mtrec.testing import ml100k_like_frame
 import pytest
 
 from components import evaluate
-from mtrec.pipeline import RunContext
+from core.atomic import read_json
+from core.context import RunContext
 
 REPO = Path(__file__).resolve().parents[2]
 BATCH = 128
@@ -67,9 +68,9 @@ def test_two_processes_match_one_at_the_same_global_batch(tmp_path, transfer):
     parameters sit outside DDP, their gradients all-reduced by hand in the bi-level step."""
     one, one_args = context(tmp_path, "one", **{"model.transfer.name": transfer})
     two, two_args = context(tmp_path, "two", **{"model.transfer.name": transfer})
-    launch([sys.executable, "-m", "components.train", *one_args])
+    launch([sys.executable, "-m", "mtrec", "train", *one_args])
     launch([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-            "-m", "components.train", *two_args])
+            "-m", "mtrec", "train", *two_args])
 
     logs = {name: json.loads(ctx.run_files.train_log.read_text()) for name, ctx in (("one", one), ("two", two))}
     assert (logs["one"]["world_size"], logs["two"]["world_size"]) == (1, 2)
@@ -80,7 +81,7 @@ def test_two_processes_match_one_at_the_same_global_batch(tmp_path, transfer):
         assert b["valid_loss"] == pytest.approx(a["valid_loss"], rel=tol)
     assert not (two.run_files.root / "train_state.pt").exists()
 
-    metrics = {name: evaluate.run(ctx.run_files, ctx.spec, ctx.params)["tasks"] for name, ctx in (("one", one), ("two", two))}
+    metrics = {name: read_json(evaluate.run(ctx).metrics)["tasks"] for name, ctx in (("one", one), ("two", two))}
     for task in ("like", "love"):
         a, b = metrics["one"][task]["auc"], metrics["two"][task]["auc"]
         assert a > 0.6 and abs(a - b) <= AUC_TOL, (task, a, b)

@@ -4,6 +4,8 @@ the bi-level calibration runs, and a CrossDistil run resumes bitwise (its sample
 calibration optimizer are part of the state)."""
 from __future__ import annotations
 
+from core.atomic import read_json
+from core.context import RunContext
 import json
 
 import pytest
@@ -11,9 +13,9 @@ import torch
 
 from components import evaluate, train
 from models.build import load_trained
-from mtrec.config import load_params
-from mtrec.layout import RunFiles
-from mtrec.spec import load_spec
+from core.config import load_params
+from core.layout import RunFiles
+from core.spec import load_spec
 from mtrec.testing import ml100k_like_frame
 
 SPEC = load_spec("ml100k")
@@ -32,11 +34,11 @@ def write_splits(root, n_train=1200, n_valid=300, n_test=600) -> RunFiles:
 def test_train_and_evaluate_each_method(method, tmp_path):
     rf = write_splits(tmp_path)
     params = load_params(overrides={**OVERRIDES, "train.max_epochs": 5, "transfer": method})
-    result = train.run(rf, SPEC, params)
+    result = train.run(RunContext.of(params, SPEC, rf))
     assert result.epochs_run == 5
     config = json.loads(rf.model_config.read_text())
     assert config["model"]["transfer"]["name"] == method
-    metrics = evaluate.run(rf, SPEC, params)
+    metrics = read_json(evaluate.run(RunContext.of(params, SPEC, rf)).metrics)
     assert metrics["tasks"]["like"]["auc"] > 0.8     # the backbone alone reaches ~0.95 here
     if method == "crossdistil":
         # partners resolved from the train labels and stored: love implies like, so they pair up
@@ -60,7 +62,7 @@ class Interrupt(RuntimeError):
 def test_crossdistil_resumes_bitwise(tmp_path):
     params = load_params(overrides={**OVERRIDES, "train.max_epochs": 3, "train.patience": 9, "transfer": "crossdistil"})
     whole = write_splits(tmp_path / "whole")
-    train.run(whole, SPEC, params)
+    train.run(RunContext.of(params, SPEC, whole))
     cut = write_splits(tmp_path / "cut")
 
     def stop(entry):
@@ -68,9 +70,9 @@ def test_crossdistil_resumes_bitwise(tmp_path):
             raise Interrupt("killed after epoch 1")
 
     with pytest.raises(Interrupt):
-        train.run(cut, SPEC, params, on_epoch_end=stop)
+        train.run(RunContext.of(params, SPEC, cut), on_epoch_end=stop)
     state = torch.load(cut.root / train.STATE_FILE, weights_only=True)
     assert state["aux_optimizer"]["state"] and state["sample_generator"] is not None
-    assert train.run(cut, SPEC, params).resumed_from_epoch == 1
+    assert train.run(RunContext.of(params, SPEC, cut)).resumed_from_epoch == 1
     a, b = torch.load(whole.checkpoint, weights_only=True), torch.load(cut.checkpoint, weights_only=True)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

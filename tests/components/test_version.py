@@ -18,9 +18,9 @@ import pytest
 import torch
 
 from components import version
-from mtrec.dates import landing_days, split_days
-from mtrec.pipeline import RunContext
-from mtrec.spec import SPEC_DIR
+from core.dates import landing_days, split_days
+from core.context import RunContext
+from core.spec import SPEC_DIR
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -73,7 +73,7 @@ def md5(path: Path) -> str:
 
 def test_version_pushes_every_input_and_output_as_dvc_objects_and_records_them(tmp_path):
     ctx = make_run(tmp_path, "1998-03-01")
-    result = version.run(ctx.spec, ctx.params, ctx.layout, ctx.run_files)
+    result = version.run(ctx)
     manifest = json.loads((ctx.run_files.root / version.MANIFEST).read_text())
     remote = tmp_path / "remote"
 
@@ -116,27 +116,27 @@ def test_version_pushes_every_input_and_output_as_dvc_objects_and_records_them(t
     assert json.loads((tmp_path / "artifacts" / "manifests" / f"{result.run_id}.json").read_text()) == manifest
 
     # idempotent: versioning the unchanged run again pushes nothing and keeps the id
-    again = version.run(ctx.spec, ctx.params, ctx.layout, ctx.run_files)
+    again = version.run(ctx)
     assert (again.run_id, again.objects_pushed) == (result.run_id, 0)
     # a changed output is another run
     ctx.run_files.metrics.write_text('{"tasks": {"like": {"auc": 0.7}}}')
-    assert version.run(ctx.spec, ctx.params, ctx.layout, ctx.run_files).run_id != result.run_id
+    assert version.run(ctx).run_id != result.run_id
 
 
 def test_version_refuses_a_run_without_a_model(tmp_path):
     ctx = make_run(tmp_path, "1998-03-01")
     ctx.run_files.checkpoint.unlink()
     with pytest.raises(FileNotFoundError, match="model.pt"):
-        version.run(ctx.spec, ctx.params, ctx.layout, ctx.run_files)
+        version.run(ctx)
 
 
 _STEP = """
 import json, sys
 from pathlib import Path
 from components import version
-from mtrec.pipeline import RunContext
+from core.context import RunContext
 ctx = RunContext.create(json.loads(sys.argv[1]))
-r = version.run(ctx.spec, ctx.params, ctx.layout, ctx.run_files, repo_root=Path(sys.argv[2]))
+r = version.run(ctx, repo_root=Path(sys.argv[2]))
 print(json.dumps({"run_id": r.run_id, "pushed": r.objects_pushed, "seconds": r.seconds}))
 """
 

@@ -8,7 +8,8 @@ from types import SimpleNamespace
 import pytest
 
 from mtrec.airflow_glue import overrides_from_context
-from mtrec.pipeline import RunContext, run_step
+from core.context import RunContext
+from mtrec.pipeline import run_step
 
 LOGICAL = dt.datetime(1998, 3, 1, tzinfo=dt.timezone.utc)
 

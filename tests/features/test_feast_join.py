@@ -1,12 +1,12 @@
 import pandas as pd
 
 from components import build_features, ingest, make_dataset
-from mtrec.spec import FEATURE_TIMESTAMP, ROW_ID, TIMESTAMP
+from core.spec import FEATURE_TIMESTAMP, ROW_ID, TIMESTAMP
 
 
 def test_point_in_time_join_keeps_every_row_and_never_joins_a_future_feature(make_ctx):
     ctx = make_ctx()
-    ingest.run(ctx.spec, ctx.params, ctx.layout)
+    ingest.run(ctx)
     # A second user-profile version stamped one hour AFTER a given event: the join for that
     # event must still see the old value.
     events = pd.read_parquet(ctx.layout.day_dir("1998-03-01"))
@@ -17,7 +17,7 @@ def test_point_in_time_join_keeps_every_row_and_never_joins_a_future_feature(mak
     future["occupation"] = "FUTURE"
     future[FEATURE_TIMESTAMP] = probe[TIMESTAMP] + pd.Timedelta(hours=1)
     ingest.write_parquet_if_changed(pd.concat([users, future], ignore_index=True), users_path)
-    build_features.run(ctx.spec, ctx.params, ctx.layout)
+    build_features.run(ctx)
 
     # Entity rows with unknown keys must survive too (nulls, not dropped rows).
     ghost = events.iloc[:2].copy()
@@ -37,9 +37,9 @@ def test_point_in_time_join_keeps_every_row_and_never_joins_a_future_feature(mak
 
 def test_make_dataset_splits_chronologically_and_preserves_row_counts(make_ctx):
     ctx = make_ctx()
-    ingest.run(ctx.spec, ctx.params, ctx.layout)
-    build_features.run(ctx.spec, ctx.params, ctx.layout)
-    result = make_dataset.run(ctx.spec, ctx.params, ctx.layout, ctx.run_files)
+    ingest.run(ctx)
+    build_features.run(ctx)
+    result = make_dataset.run(ctx)
     window = [d for d in (ctx.layout.events_dir.iterdir()) if d.name[3:] >= "1998-02-14"]
     assert sum(result.rows.values()) == sum(len(pd.read_parquet(d)) for d in window)
     assert result.days["test"] == ["1998-03-01"] and result.days["valid"] == ["1998-02-28"]
@@ -53,11 +53,11 @@ def test_make_dataset_splits_chronologically_and_preserves_row_counts(make_ctx):
 
 
 def test_feast_join_equals_the_direct_duckdb_asof_join_used_as_its_benchmark_baseline(make_ctx):
-    from mtrec.bench.asof import asof_join
+    from benchmarks.asof import asof_join
 
     ctx = make_ctx()
-    ingest.run(ctx.spec, ctx.params, ctx.layout)
-    build_features.run(ctx.spec, ctx.params, ctx.layout)
+    ingest.run(ctx)
+    build_features.run(ctx)
     events = pd.concat([pd.read_parquet(d) for d in sorted(ctx.layout.events_dir.iterdir())[-5:]], ignore_index=True)
     events = events[list(ctx.spec.event_columns)]
     feast = make_dataset.point_in_time_join(ctx.spec, ctx.layout, events)

@@ -9,10 +9,10 @@ DAY = "1998-03-01"
 
 def test_online_features_equal_the_latest_offline_values(make_ctx):
     ctx = make_ctx(date=DAY)
-    ingest.run(ctx.spec, ctx.params, ctx.layout)
-    build_features.run(ctx.spec, ctx.params, ctx.layout)
-    validate.run(ctx.spec, ctx.params, ctx.layout)
-    result = materialize.run(ctx.spec, ctx.params, ctx.layout)
+    ingest.run(ctx)
+    build_features.run(ctx)
+    validate.run(ctx)
+    result = materialize.run(ctx)
     assert set(result.views) == {f"ml100k_{v}" for v in ("user_profile", "item_profile", "user_activity", "item_activity")}
 
     offline = pd.read_parquet(ctx.layout.entity_table("user_activity") / f"dt={DAY}" / ingest.PART)

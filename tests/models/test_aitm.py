@@ -5,7 +5,7 @@ from components.train import task_losses
 from models.backbones import build_backbone
 from models.backbones.aitm import AITM, FunnelCalibrator
 from models.build import build_model
-from mtrec.config import ModelParams
+from core.config import ModelParams
 
 TASKS = [("click", "binary"), ("cart", "binary"), ("buy", "binary")]
 CHAIN = {"cart": "click", "buy": "cart"}

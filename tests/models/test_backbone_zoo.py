@@ -14,7 +14,7 @@ from models.backbones import BACKBONES, DOCUMENTED_CONFIGS, build_backbone
 from models.build import build_model, from_config, load_model, save_model_config
 from models.embedding import FeatureEmbedding, TaskEmbeddings
 from models.multitask import ServingModel
-from mtrec.config import ModelParams, load_params
+from core.config import ModelParams, load_params
 from mtrec.testing import TOY_CARDS, TOY_NUMERIC, TOY_TASKS, toy_tensors
 
 ZOO = DOCUMENTED_CONFIGS

@@ -6,7 +6,7 @@ from models.backbones import build_backbone
 from models.backbones.esmm import ESMM, EntireSpaceProduct, entire_space_logit
 from models.build import build_model
 from models.multitask import ServingModel
-from mtrec.config import ModelParams
+from core.config import ModelParams
 
 TASKS = [("click", "binary"), ("buy", "binary"), ("rating", "regression")]
 PARENTS = {"buy": "click"}

@@ -5,7 +5,7 @@ import pytest
 from models.build import build_model, from_config, load_model, save_model_config
 from models.embedding import FeatureEmbedding
 from models.multitask import ServingModel
-from mtrec.config import load_params
+from core.config import load_params
 
 TASKS = [("like", "binary"), ("love", "binary"), ("rating", "regression")]
 CARDS = [30, 50, 25, 8, 3]
@@ -95,7 +95,7 @@ def test_loss_decreases_on_a_learnable_toy_problem():
 def test_task_names_that_shadow_module_attributes_build_and_run():
     """KuaiRand has a task called "forward"; an nn.ModuleDict keyed by it would refuse."""
     import torch
-    from mtrec.config import ModelParams
+    from core.config import ModelParams
     from models.build import build_model
 
     model = build_model([5, 7], 2, [("forward", "binary"), ("train", "binary")], ModelParams())

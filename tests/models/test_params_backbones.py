@@ -9,7 +9,7 @@ import yaml
 
 from models.backbones import BACKBONES, DOCUMENTED_CONFIGS
 from models.build import build_model
-from mtrec.config import load_params
+from core.config import load_params
 
 PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
 ALTERNATIVES = [yaml.safe_load(m.group(1)) for m in re.finditer(r"^\s*# backbone: (\{.*?\})", PARAMS.read_text(), re.M)]

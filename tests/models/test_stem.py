@@ -4,7 +4,7 @@ from models.backbones import build_backbone
 from models.backbones.stem import STEM
 from models.build import build_model
 from models.embedding import TaskEmbeddings
-from mtrec.config import ModelParams
+from core.config import ModelParams
 
 K = 3
 

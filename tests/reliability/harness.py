@@ -108,7 +108,7 @@ class Workspace:
 
     def ctx(self, date: str = D1, params: dict | None = None):
         from mtrec.airflow_glue import overrides_from_context
-        from mtrec.pipeline import RunContext
+        from core.context import RunContext
 
         return RunContext.create(overrides_from_context(task_context(date, params)))
 

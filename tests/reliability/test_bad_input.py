@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from components.ingest import write_parquet_if_changed
-from mtrec.spec import FEATURE_TIMESTAMP, ROW_ID, TIMESTAMP
+from core.spec import FEATURE_TIMESTAMP, ROW_ID, TIMESTAMP
 from reliability_harness import D1, STEPS, TO_TRAIN, Workspace, form, run_steps, sha256, task_context
 
 
@@ -240,7 +240,7 @@ def test_form_model_names_are_the_registries():
     torch; it must agree with the registries that build the models."""
     from models.backbones import BACKBONES
     from models.transfer import TRANSFERS
-    from mtrec.config import model_names
+    from core.config import model_names
 
     assert model_names("backbone") == sorted(BACKBONES)
     assert model_names("transfer") == sorted(TRANSFERS)

@@ -16,7 +16,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from mtrec import registry
+from core import registry
+from core.context import RunContext
 from reliability_harness import D0, D1, REPO, STEPS, child_env, drive_lines, form, run_steps, sha256, task_context
 
 FROM_FEATURES = STEPS[STEPS.index("features"):]
@@ -37,22 +38,22 @@ KILL_SETS = ["run.model_name=kill9", "train.max_epochs=2", "train.patience=9", "
 
 
 def test_kill_9_mid_epoch_then_rerun_resumes_to_the_same_weights(ws, case):
-    """`python -m components.train` is SIGKILLed while in epoch 2 of 2 (train_state.pt holds epoch
+    """`python -m mtrec train` is SIGKILLed while in epoch 2 of 2 (train_state.pt holds epoch
     1); the same command run again resumes after epoch 1 and ends with weights bitwise identical
     to an uninterrupted run of the same recipe. An epoch takes about a second at batch 16."""
     from components import train
-    from mtrec.cli import _parse_set
-    from mtrec.config import load_params
-    from mtrec.layout import RunFiles
-    from mtrec.spec import load_spec
+    from mtrec.run_conf import parse_set
+    from core.config import load_params
+    from core.layout import RunFiles
+    from core.spec import load_spec
 
     c = case("fault", "kill -9 of training mid-epoch, then rerun",
-             "SIGKILL to `python -m components.train` during epoch 2 of 2",
+             "SIGKILL to `python -m mtrec train` during epoch 2 of 2",
              "the rerun resumes from train_state.pt (epoch 1) and ends with weights bitwise identical to an "
              "uninterrupted run; no model.pt before that")
     run_dir = ws.run_dir(D0, "kill9")
     shutil.copytree(ws.run_dir(D0) / "dataset", run_dir / "dataset")
-    cmd = [sys.executable, "-m", "components.train", "--dataset", "ml100k", "--date", D0]
+    cmd = [sys.executable, "-m", "mtrec", "train", "--dataset", "ml100k", "--date", D0]
     for item in KILL_SETS:
         cmd += ["--set", item]
     log = open(ws.scenario.logs / "kill9.log", "w")
@@ -85,11 +86,11 @@ def test_kill_9_mid_epoch_then_rerun_resumes_to_the_same_weights(ws, case):
 
     whole = RunFiles(ws.run_dir(D0, "kill9-whole"))
     shutil.copytree(run_dir / "dataset", whole.dataset_dir)
-    params = load_params(overrides={"dataset": "ml100k", "date": D0, **_parse_set(KILL_SETS)})
+    params = load_params(overrides={"dataset": "ml100k", "date": D0, **parse_set(KILL_SETS)})
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the subprocesses (OMP_NUM_THREADS=1): bitwise equality needs the same reductions
     try:
-        train.run(whole, load_spec("ml100k"), params)
+        train.run(RunContext.of(params, load_spec("ml100k"), whole))
     finally:
         torch.set_num_threads(threads)
     assert same_weights(run_dir / "model.pt", whole.checkpoint), "resumed weights differ from an uninterrupted run"

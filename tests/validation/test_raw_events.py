@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from components import ingest, validate
-from mtrec.spec import TIMESTAMP
+from core.spec import TIMESTAMP
 from validation.context import DataValidationError
 
 DAY = "1998-03-01"
@@ -13,7 +13,7 @@ DAY = "1998-03-01"
 
 def _landed(make_ctx):
     ctx = make_ctx()
-    ingest.run(ctx.spec, ctx.params, ctx.layout)
+    ingest.run(ctx)
     return ctx, ctx.layout.day_dir(DAY) / ingest.PART
 
 
@@ -31,7 +31,7 @@ def _digest(path):
 
 def test_a_clean_window_passes(make_ctx):
     ctx, _ = _landed(make_ctx)
-    result = validate.run(ctx.spec, ctx.params, ctx.layout)
+    result = validate.run(ctx)
     assert DAY in result.days and result.rows > 0
 
 
@@ -46,7 +46,7 @@ def test_bad_day_names_file_column_count_and_is_quarantined(make_ctx, case, muta
     ctx, part = _landed(make_ctx)
     digest = _corrupt(part, mutate)
     with pytest.raises(DataValidationError) as err:
-        validate.run(ctx.spec, ctx.params, ctx.layout)
+        validate.run(ctx)
     message = str(err.value)
     assert str(part) in message and column in message
     if count is not None:
@@ -61,22 +61,22 @@ def test_corrupt_parquet_is_named(make_ctx):
     ctx, part = _landed(make_ctx)
     part.write_bytes(b"not a parquet file")
     with pytest.raises(DataValidationError, match="cannot read"):
-        validate.run(ctx.spec, ctx.params, ctx.layout)
+        validate.run(ctx)
     assert (ctx.layout.quarantine_dir / f"dt={DAY}").exists()
 
 
 def test_missing_run_day_stops_the_run(make_ctx):
     ctx = make_ctx(date="1997-12-11")  # a day ML-100K has no ratings for
-    ingest.run(ctx.spec, ctx.params, ctx.layout)
+    ingest.run(ctx)
     with pytest.raises(DataValidationError, match="no events landed for run date 1997-12-11"):
-        validate.run(ctx.spec, ctx.params, ctx.layout)
+        validate.run(ctx)
 
 
 def test_collapsed_positive_rate_is_caught_against_the_trailing_median(make_ctx):
     ctx, part = _landed(make_ctx)
     digest = _corrupt(part, lambda d: d.assign(like=0, love=0))  # a tracking outage: no positives
     with pytest.raises(DataValidationError) as err:
-        validate.run(ctx.spec, ctx.params, ctx.layout)
+        validate.run(ctx)
     message = str(err.value)
     assert "expect_column_mean_to_be_between" in message and "'like'" in message and str(part) in message
     moved = list((ctx.layout.quarantine_dir / f"dt={DAY}").glob("*/part-0.parquet"))
@@ -90,20 +90,20 @@ def test_row_count_collapse_is_caught(make_ctx):
     import dataclasses
     spec = dataclasses.replace(ctx.spec, validation={})
     with pytest.raises(DataValidationError, match="expect_table_row_count_to_be_between"):
-        validate.run(spec, ctx.params, ctx.layout)
+        validate.run(dataclasses.replace(ctx, spec=spec))
 
 
 def test_empty_partition_is_named(make_ctx):
     ctx, part = _landed(make_ctx)
     _corrupt(part, lambda d: d.head(0))
     with pytest.raises(DataValidationError, match="partition holds no rows"):
-        validate.run(ctx.spec, ctx.params, ctx.layout)
+        validate.run(ctx)
 
 
 def test_wrong_dtype_is_named_with_its_column(make_ctx):
     ctx, part = _landed(make_ctx)
     _corrupt(part, lambda d: d.assign(item_id=d["item_id"].astype(str)))
     with pytest.raises(DataValidationError) as err:
-        validate.run(ctx.spec, ctx.params, ctx.layout)
+        validate.run(ctx)
     assert "column 'item_id'" in str(err.value) and "expected integer" in str(err.value) and str(part) in str(err.value)
     assert (ctx.layout.quarantine_dir / f"dt={DAY}").is_dir()

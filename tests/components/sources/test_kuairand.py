@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from components.sources import kuairand
-from mtrec.spec import ROW_ID, TIMESTAMP, load_spec
+from core.spec import ROW_ID, TIMESTAMP, load_spec
 
 SPEC = load_spec("kuairand")
 pytestmark = pytest.mark.skipif(not all((kuairand.default_dir() / f).is_file() for f in kuairand.FILES),

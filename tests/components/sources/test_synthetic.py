@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from components.sources import synthetic
-from mtrec.spec import ROW_ID, TIMESTAMP, load_spec
+from core.spec import ROW_ID, TIMESTAMP, load_spec
 
 SPEC = load_spec("synthetic")
 DAYS = [f"2024-01-0{d}" for d in range(1, 6)]

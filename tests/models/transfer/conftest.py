@@ -7,7 +7,7 @@ import torch
 
 from models.build import build_model
 from models.transfer import resolve_hparams
-from mtrec.config import ModelParams
+from core.config import ModelParams
 from mtrec.testing import TOY_CARDS, TOY_NUMERIC, TOY_TASKS, toy_tensors
 
 TASKS, CARDS, N_NUMERIC = TOY_TASKS, TOY_CARDS, TOY_NUMERIC

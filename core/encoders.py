@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mtrec.atomic import write_json, read_json
-from mtrec.spec import DatasetSpec
+from core.atomic import write_json, read_json
+from core.spec import DatasetSpec
 
 UNKNOWN = 0
 

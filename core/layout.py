@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from mtrec.config import ConfigError
+from core.config import ConfigError
 
 
 def segment(value: str, what: str) -> str:

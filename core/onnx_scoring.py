@@ -36,7 +36,7 @@ def score_with_onnx(onnx_path: Path, encoders_path: Path, df: pd.DataFrame,
 
     Binary tasks come back as probabilities (the exported ServingModel applies the sigmoid).
     """
-    from components.encode import Encoders
+    from core.encoders import Encoders
 
     enc = Encoders.load(encoders_path)
     sess = session(onnx_path)

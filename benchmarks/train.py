@@ -10,7 +10,7 @@ For each backbone, from the same initial weights, optimizer, batch size and loss
 The three paths take turns one epoch at a time, and each reports samples/s of its fastest epoch.
 
 Data: the synthetic generator's first day at `rows` rows, joined to its user and item profiles
-and encoded with components.encode.Encoders (the rolling activity columns need the lake, so they
+and encoded with core.encoders.Encoders (the rolling activity columns need the lake, so they
 are left missing and encode as the train mean: the model does the same arithmetic). On CUDA all
 three paths run under bf16 autocast (device auto, as the train step does).
 """
@@ -21,7 +21,7 @@ import sys
 import time
 
 from models.backbones import DOCUMENTED_CONFIGS
-from mtrec.bench.machine import describe, today
+from benchmarks.machine import describe, today
 
 BACKBONE_CONFIGS = DOCUMENTED_CONFIGS
 VALID_ROWS = 8192
@@ -33,7 +33,7 @@ def synthetic_frame(rows: int):
     import pyarrow as pa
 
     from components.sources import synthetic
-    from mtrec.spec import FEATURE_TIMESTAMP, load_spec
+    from core.spec import FEATURE_TIMESTAMP, load_spec
 
     spec = load_spec("synthetic")
     cfg = dataclasses.replace(synthetic.config(), rows_per_day=rows, days=1)
@@ -156,10 +156,10 @@ def run(rows: int = 1_000_000, backbones: list[str] | None = None, batch_size: i
     pays warm-up, and the fastest is the least disturbed by other work on the machine)."""
     import torch
 
-    from components.encode import Encoders
+    from core.encoders import Encoders
     from components.train import Tensors
-    from mtrec.config import load_params
-    from mtrec.device import pick_device
+    from core.config import load_params
+    from core.device import pick_device
 
     backbones = list(backbones or BACKBONE_CONFIGS)
     unknown = [b for b in backbones if b not in BACKBONE_CONFIGS]
@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import logging
 
-    parser = argparse.ArgumentParser(prog="python -m mtrec.bench.train", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--backbones", nargs="+", default=list(BACKBONE_CONFIGS))
@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=2)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    command = "python -m mtrec.bench.train " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m benchmarks.train " + " ".join(argv if argv is not None else sys.argv[1:])
     print(run(args.rows, args.backbones, args.batch_size, args.epochs, command=command.strip()))
     return 0
 

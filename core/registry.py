@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from mtrec.atomic import atomic_path, read_json, write_json
+from core.atomic import atomic_path, read_json, write_json
 
 CHAMPION = "champion.json"
 HISTORY = "history.jsonl"

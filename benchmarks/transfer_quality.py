@@ -23,9 +23,9 @@ import statistics
 import time
 from pathlib import Path
 
-from mtrec.bench.machine import describe, today
-from mtrec.bench.quality import BEGIN, END, _write, prepare_window, train_and_evaluate
-from mtrec.bench.scratch import scratch_home
+from benchmarks.machine import describe, today
+from benchmarks.quality import BEGIN, END, _write, prepare_window, train_and_evaluate
+from benchmarks.scratch import scratch_home
 
 BACKBONES = ("mmoe", "ple")
 ABLATION_BACKBONE = "mmoe"

@@ -9,8 +9,8 @@ import duckdb
 import pandas as pd
 
 from features.definitions import build_objects
-from mtrec.layout import Layout
-from mtrec.spec import FEATURE_TIMESTAMP, TIMESTAMP, DatasetSpec
+from core.layout import Layout
+from core.spec import FEATURE_TIMESTAMP, TIMESTAMP, DatasetSpec
 
 
 def asof_join(spec: DatasetSpec, layout: Layout, entity: pd.DataFrame) -> pd.DataFrame:

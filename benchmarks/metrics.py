@@ -1,11 +1,11 @@
-"""Wall time of every offline metric (mtrec/metrics.py) at evaluation scale.
+"""Wall time of every offline metric (core/metrics.py) at evaluation scale.
 
 Random data with ties: scores rounded to 4 decimals (10,001 distinct values, so most rows tie
 with others, across classes too), a click -> conversion funnel, ratings 1..5 and user ids drawn
 uniformly from n_users. Each metric is called once, in one process, after one warm-up call on a
 small slice (imports and first-touch allocations are not timed).
 
-    python -m mtrec.bench.metrics --rows 10000000 --users 100000
+    python -m benchmarks.metrics --rows 10000000 --users 100000
 """
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from mtrec import metrics
-from mtrec.bench.machine import describe, today
+from core import metrics
+from benchmarks.machine import describe, today
 
 
 def make_data(n_rows: int, n_users: int, seed: int) -> dict[str, np.ndarray]:
@@ -85,7 +85,7 @@ def run(n_rows: int = 10_000_000, n_users: int = 100_000, seed: int = 0, command
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mtrec.bench.metrics", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.metrics", description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=0)

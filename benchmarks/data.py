@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from mtrec.bench.machine import describe, today
-from mtrec.bench.scratch import scratch_home
+from benchmarks.machine import describe, today
+from benchmarks.scratch import scratch_home
 
 ENV_ROWS, ENV_DAYS = "MTREC_SYNTH_ROWS_PER_DAY", "MTREC_SYNTH_DAYS"
 
@@ -27,7 +27,7 @@ def _peak_gib() -> float:
 
 
 def _entity_frame(layout, spec, n_rows: int) -> pd.DataFrame:
-    from mtrec.spec import ROW_ID
+    from core.spec import ROW_ID
 
     frames, total = [], 0
     for day_dir in sorted(layout.events_dir.glob("dt=*"), reverse=True):
@@ -44,14 +44,14 @@ def _entity_frame(layout, spec, n_rows: int) -> pd.DataFrame:
 
 def _join_child(kind: str, home: str, overrides: dict, n_rows: int, out: mp.Queue) -> None:
     os.environ["MTREC_HOME"] = home
-    from mtrec.pipeline import RunContext
+    from core.context import RunContext
 
     ctx = RunContext.create(overrides)
     entity = _entity_frame(ctx.layout, ctx.spec, n_rows)
     if kind == "feast":
         from components.make_dataset import point_in_time_join as join
     else:
-        from mtrec.bench.asof import asof_join as join
+        from benchmarks.asof import asof_join as join
     base = _peak_gib()
     t0 = time.perf_counter()
     joined = join(ctx.spec, ctx.layout, entity)
@@ -61,7 +61,8 @@ def _join_child(kind: str, home: str, overrides: dict, n_rows: int, out: mp.Queu
 
 def _step_child(step: str, home: str, overrides: dict, env: dict, out: mp.Queue) -> None:
     os.environ.update({"MTREC_HOME": home, **env})
-    from mtrec.pipeline import RunContext, run_step
+    from core.context import RunContext
+    from mtrec.pipeline import run_step
 
     ctx = RunContext.create(overrides)
     t0 = time.perf_counter()
@@ -95,7 +96,8 @@ def _measure_join(kind: str, home: Path, overrides: dict, n_rows: int) -> dict:
 
 def run(rows_per_day: int, days: int, entity_rows: list[int], overrides: dict, command: str) -> str:
     from components.sources import synthetic
-    from mtrec.pipeline import RunContext, run_step
+    from core.context import RunContext
+    from mtrec.pipeline import run_step
 
     lines = []
     with scratch_home("mtrec-bench-data-", **{ENV_ROWS: str(rows_per_day), ENV_DAYS: str(days)}) as home:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mtrec.spec import TIMESTAMP, DatasetSpec
+from core.spec import TIMESTAMP, DatasetSpec
 
 SYNTHETIC_BID_SIGMA = 0.5
 

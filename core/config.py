@@ -137,7 +137,7 @@ class Params:
 
 def _apply_spec_blocks(raw: dict, dataset: str | None) -> dict:
     """Merge the dataset spec's `validation:` and `gate:` blocks into params (spec wins)."""
-    from mtrec.spec import SpecError, load_spec
+    from core.spec import SpecError, load_spec
 
     if not dataset:
         return raw

@@ -11,12 +11,13 @@ import sys
 import time
 from pathlib import Path
 
-from mtrec.bench.machine import describe, today
-from mtrec.bench.scratch import scratch_home
+from benchmarks.machine import describe, today
+from benchmarks.scratch import scratch_home
 
 
 def run(dataset: str, dates: list[str], overrides: dict, source_dir: Path | None) -> str:
-    from mtrec.pipeline import STEPS, RunContext, run_step
+    from core.context import RunContext
+    from mtrec.pipeline import STEPS, run_step
 
     with scratch_home("mtrec-bench-"):
         rows, totals = [], []

@@ -13,8 +13,8 @@ import statistics
 import time
 from pathlib import Path
 
-from mtrec.bench.machine import describe, today
-from mtrec.bench.scratch import scratch_home
+from benchmarks.machine import describe, today
+from benchmarks.scratch import scratch_home
 
 SETUPS = {  # data set -> run date and window: a week of test days where the data allows it
     "ml100k": {"date": "1998-03-31", "window.train_days": 120, "window.valid_days": 7, "window.test_days": 7},
@@ -33,11 +33,12 @@ def _fmt(values: list[float]) -> str:
 def prepare_window(dataset: str, extra: dict | None = None):
     """Build one data set's chronological window once (ingest -> features -> validate -> dataset)
     in the current MTREC_HOME; return (the base RunContext, the run conf every model run shares)."""
-    from mtrec.pipeline import RunContext, run_step
+    from core.context import RunContext
+    from mtrec.pipeline import run_step
 
     base_conf = {"dataset": dataset, **SETUPS[dataset], **(extra or {})}
     base = RunContext.create({**base_conf, "model_name": "base"})
-    local = Path(__file__).resolve().parents[2] / "data" / "sources" / dataset
+    local = Path(__file__).resolve().parents[1] / "data" / "sources" / dataset
     if local.is_dir() and not base.layout.source_dir.exists():
         shutil.copytree(local, base.layout.source_dir)
     for step in ("fetch", "ingest", "features", "validate", "dataset"):
@@ -49,14 +50,15 @@ def train_and_evaluate(base, conf: dict):
     """Train one model on the base window's splits and score its test days:
     (metrics.json dict, train.TrainResult, train seconds)."""
     from components import evaluate, train
-    from mtrec.pipeline import RunContext
+    from core.atomic import read_json
+    from core.context import RunContext
 
     ctx = RunContext.create(conf)
     shutil.copytree(base.run_files.dataset_dir, ctx.run_files.dataset_dir, dirs_exist_ok=True)
     t0 = time.perf_counter()
-    result = train.run(ctx.run_files, ctx.spec, ctx.params)
+    result = train.run(ctx)
     seconds = time.perf_counter() - t0
-    return evaluate.run(ctx.run_files, ctx.spec, ctx.params), result, seconds
+    return read_json(evaluate.run(ctx).metrics), result, seconds
 
 
 def run(datasets: list[str], backbones: list[str], seeds: list[int], results_path: Path, command: str,

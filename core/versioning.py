@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
-from mtrec.atomic import atomic_path
-from mtrec.config import REPO_ROOT, VersioningParams
+from core.atomic import atomic_path
+from core.config import REPO_ROOT, VersioningParams
 
 if TYPE_CHECKING:
     from dvc.repo import Repo

@@ -1,0 +1,85 @@
+"""`mtrec bench daily | data | quality | train | metrics`, plugged into the mtrec CLI through the
+`mtrec.commands` entry point group (pyproject.toml), so the application never imports benchmarks."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mtrec.run_conf import add_run_args, overrides_from_args, parse_set
+
+RESULTS_MD = Path(__file__).resolve().parent.parent / "docs" / "RESULTS.md"
+
+
+def register(sub) -> None:
+    bench = sub.add_parser("bench", help="measure speed (prints Markdown for docs/BENCHMARKS.md)")
+    bench.set_defaults(run_command=run)
+    bench_sub = bench.add_subparsers(dest="bench", required=True)
+    daily = bench_sub.add_parser("daily", help="wall time of each step of consecutive daily runs")
+    add_run_args(daily)
+    daily.add_argument("--dates", nargs="+", default=["1998-03-01", "1998-03-02"])
+    daily.add_argument("--source-dir", type=Path, default=None, help="copy raw source files from here")
+    data = bench_sub.add_parser("data", help="ingest/features/GX rows/s and Feast vs DuckDB ASOF point-in-time join")
+    data.add_argument("--rows-per-day", type=int, default=200_000)
+    data.add_argument("--days", type=int, default=8)
+    data.add_argument("--entity-rows", type=int, nargs="+", default=[1_000_000])
+    add_run_args(data)
+    quality = bench_sub.add_parser("quality", help="every backbone x seeds on real data; writes docs/RESULTS.md")
+    quality.add_argument("--datasets", nargs="+", default=["ml100k", "kuairand"])
+    quality.add_argument("--backbones", nargs="+", default=None, help="default: all nine")
+    quality.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    quality.add_argument("--results", type=Path, default=RESULTS_MD)
+    quality.add_argument("--set", action="append", metavar="KEY=VALUE")
+    quality.add_argument("--transfer", nargs="+", default=None, metavar="VARIANT",
+                         help="transfer methods instead of backbones: `all` (each method on MMoE and PLE, every "
+                              "ablation on MMoE) or names of models.transfer.DOCUMENTED_CONFIGS")
+    quality.add_argument("--cache", type=Path, default=Path("artifacts") / "bench" / "transfer_quality.jsonl",
+                         help="finished runs of --transfer (an interrupted bench resumes from it)")
+    train_b = bench_sub.add_parser("train", help="samples/s per backbone vs the no-data-path limit and a DataLoader")
+    train_b.add_argument("--rows", type=int, default=1_000_000)
+    train_b.add_argument("--backbones", nargs="+", default=None, help="default: all nine")
+    train_b.add_argument("--batch-size", type=int, default=1024)
+    train_b.add_argument("--epochs", type=int, default=2)
+    metrics_b = bench_sub.add_parser("metrics", help="time each evaluator metric on random data with ties")
+    metrics_b.add_argument("--rows", type=int, default=10_000_000)
+    metrics_b.add_argument("--users", type=int, default=100_000)
+    metrics_b.add_argument("--seed", type=int, default=0)
+
+
+def run(args: argparse.Namespace, command: str) -> int:
+    if args.bench == "daily":
+        from benchmarks import daily
+
+        overrides = overrides_from_args(args)
+        print(daily.run(overrides.pop("dataset", "ml100k"), args.dates, overrides, args.source_dir))
+    elif args.bench == "data":
+        from benchmarks import data
+
+        overrides = overrides_from_args(args)
+        overrides.pop("dataset", None)
+        print(data.run(args.rows_per_day, args.days, args.entity_rows, overrides, command))
+    elif args.bench == "quality" and args.transfer:
+        from benchmarks import transfer_quality
+
+        variants = None if args.transfer == ["all"] else args.transfer
+        print(transfer_quality.run(args.datasets, variants, args.seeds, args.results, command, args.cache,
+                                   parse_set(args.set),
+                                   backbones=tuple(args.backbones) if args.backbones else transfer_quality.BACKBONES))
+    elif args.bench == "quality":
+        from benchmarks import quality
+
+        print(quality.run(args.datasets, _backbones(args), args.seeds, args.results, command, parse_set(args.set)))
+    elif args.bench == "train":
+        from benchmarks import train
+
+        print(train.run(args.rows, _backbones(args), args.batch_size, args.epochs, command))
+    else:
+        from benchmarks import metrics
+
+        print(metrics.run(args.rows, args.users, args.seed, command))
+    return 0
+
+
+def _backbones(args: argparse.Namespace) -> list[str]:
+    from models.backbones import BACKBONES
+
+    return args.backbones or list(BACKBONES)

@@ -1,0 +1,1 @@
+"""The training engine (placeholder until components/train.py is split into it)."""

@@ -1,1 +1,0 @@
-"""`mtrec bench ...`: measured speed, printed as Markdown with the command, date and machine."""
