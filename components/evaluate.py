@@ -48,6 +48,7 @@ from core.atomic import atomic_path, write_json
 from core.config import Params
 from core.device import pick_device
 from core.layout import RunFiles
+from core.registry import sha256_file
 from core.spec import ROW_ID, DatasetSpec
 from core.context import RunContext
 
@@ -102,7 +103,6 @@ def score_heads(model: MultiTaskModel, encoders: Encoders, df: pd.DataFrame, hea
     return {h: {t: np.concatenate(p).astype(np.float64) for t, p in tasks.items()} for h, tasks in parts.items()}
 
 
-ECE_BINS = 10                # equal-width probability bins of the expected calibration error
 CONSISTENCY_MAX_LEVELS = 64  # distinct reference values the consistency ratio accepts (ratings: 5)
 
 
@@ -124,7 +124,7 @@ def task_metrics(kind: str, y: np.ndarray, score: np.ndarray, groups: np.ndarray
     if n == 0:
         return out | {"note": "no labelled test rows"}
     out |= {"logloss": metrics.log_loss(y, score), "positive_rate": float(np.mean(y > 0.5)),
-            "calibration": metrics.calibration(y, score, ECE_BINS)}
+            "calibration": metrics.calibration(y, score, metrics.ECE_BINS)}
     if 0.0 < out["positive_rate"] < 1.0:
         out["auc"] = metrics.auc(y, score)
     else:
@@ -192,6 +192,9 @@ def run(ctx: RunContext) -> EvaluateResult:
     run_files, spec, params = ctx.run_files, ctx.spec, ctx.params
     test = read_split(run_files, "test", spec, allow_nan_labels=True)
     encoders = Encoders.load(run_files.encoders)
+    # The hash of the weights these predictions came from: the gate refuses to judge a model.pt
+    # that a later train replaced (core.blessing).
+    model_sha256 = sha256_file(run_files.checkpoint)
     model = load_trained(run_files, device=pick_device(params.train.device))
     if [n for n, _ in model.tasks] != list(spec.task_names):
         raise ValueError(f"{run_files.model_config}: model tasks {[n for n, _ in model.tasks]} differ from "
@@ -207,7 +210,7 @@ def run(ctx: RunContext) -> EvaluateResult:
         preds.to_parquet(tmp, index=False)
 
     users = test[spec.user_key].to_numpy() if spec.user_key in test.columns else None
-    result: dict = {"n_test": int(len(test)),
+    result: dict = {"n_test": int(len(test)), "model_sha256": model_sha256,
                     "tasks": {t.name: task_metrics(t.type, preds[t.name].to_numpy(), scores[t.name],
                                                    users if t.is_binary else None) for t in spec.tasks}}
     pairs = multi_auc_pairs(spec, model)

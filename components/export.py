@@ -7,8 +7,13 @@ measured through onnxruntime at several batch sizes (params.yaml: 1, 7, 4096) on
 Serving latency is then measured on the same rows: onnxruntime (CPU session) next to torch eager
 (no_grad), p50/p99 over timed repeats after a warm-up, at batch 1 and 1024.
 
+Only the model.pt bytes the gate blessed are exported: blessing.json (core.blessing) must say
+blessed and its model_sha256 must equal model.pt's sha256, before and after the export; else
+export.json says not exported and why (both hashes when the bytes differ).
+
 Outputs in the run directory: model.onnx (one self-contained file) and export.json, the run's
-serving metrics: {exported, reason, opset, onnx_sha256, inputs, outputs,
+serving metrics: {exported, reason, opset, onnx_sha256, checkpoint_sha256 (the blessed model.pt),
+inputs, outputs,
 parity: {atol, rows, max_abs_diff: {batch: {task: max|diff|}}},
 latency: {onnxruntime|torch_eager: {batch: {p50_ms, p99_ms}}}, latency_setup: {...}, ...}.
 """
@@ -23,7 +28,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from core.atomic import atomic_path, read_json, write_json
+from core.atomic import atomic_path, write_json
+from core.blessing import Blessing
 from core.config import Params
 from core.layout import RunFiles
 from core.registry import sha256_file
@@ -188,19 +194,18 @@ def load_serving_module(run_files: RunFiles):
 
 
 def run(ctx: RunContext) -> ExportResult:
-    """Export the run's model if, and only if, the gate blessed it; writes export.json either way."""
+    """Export the run's model if, and only if, the gate blessed it (these very model.pt bytes:
+    blessing.json's model_sha256); writes export.json either way."""
     run_files, spec, params = ctx.run_files, ctx.spec, ctx.params
     import pandas as pd
 
     from core.encoders import Encoders
 
-    reason = _not_blessed(run_files)
+    blessing, reason = _not_blessed(run_files)
     if reason:
         # export.json says "not exported", so a stale model.onnx from an earlier attempt in this
         # run dir can never be promoted (promote demands export.json's sha256).
-        report = {"exported": False, "reason": reason}
-        write_json(run_files.export_report, report)
-        return ExportResult(skipped=True, reason=reason, report=report)
+        return _refuse(run_files, reason)
 
     enc = Encoders.load(run_files.encoders)
     tasks = [name for name, _ in enc.tasks]
@@ -230,8 +235,14 @@ def run(ctx: RunContext) -> ExportResult:
                           "rows": "test split" if len(test) else "random", "device": "cpu",
                           "torch_threads": _torch_threads()},
     }
-    if run_files.checkpoint.is_file():
-        report["checkpoint_sha256"] = sha256_file(run_files.checkpoint)
+    # model.pt is hashed again after the export: bytes swapped while it ran (a train re-run) must
+    # not ship under this blessing. checkpoint_sha256 is then the blessed model_sha256, which
+    # promote checks.
+    after = blessing.refusal(run_files.checkpoint)
+    if after:
+        run_files.onnx.unlink(missing_ok=True)  # made from bytes of unknown provenance
+        return _refuse(run_files, f"model.pt changed during the export: {after}")
+    report["checkpoint_sha256"] = blessing.model_sha256
     write_json(run_files.export_report, report)
     return ExportResult(skipped=False, reason="blessed", onnx_path=onnx_path, report=report)
 
@@ -242,14 +253,19 @@ def _torch_threads() -> int:
     return torch.get_num_threads()
 
 
-def _not_blessed(run_files: RunFiles) -> str | None:
-    """Why this run may not be exported, or None when blessing.json says blessed."""
+def _refuse(run_files: RunFiles, reason: str) -> ExportResult:
+    report = {"exported": False, "reason": reason}
+    write_json(run_files.export_report, report)
+    return ExportResult(skipped=True, reason=reason, report=report)
+
+
+def _not_blessed(run_files: RunFiles) -> tuple[Blessing | None, str | None]:
+    """(the blessing, None) when blessing.json blesses exactly this run's model.pt bytes, else
+    (the blessing or None, why this run may not be exported)."""
     if not run_files.blessing.is_file():
-        return f"no blessing record at {run_files.blessing} (run the gate first)"
+        return None, f"no blessing record at {run_files.blessing} (run the gate first)"
     try:
-        blessing = read_json(run_files.blessing)
-    except ValueError as exc:
-        return f"unreadable blessing record {run_files.blessing}: {exc}"
-    if blessing.get("blessed") is not True:
-        return f"not blessed: {blessing.get('reason', 'no reason recorded')}"
-    return None
+        blessing = Blessing.read(run_files.blessing)
+    except (OSError, ValueError) as exc:
+        return None, f"unreadable blessing record {run_files.blessing}: {exc}"
+    return blessing, blessing.refusal(run_files.checkpoint)

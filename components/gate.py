@@ -10,18 +10,22 @@ Rules (params.yaml `gate:`, overridden by the dataset spec's `gate:`, then by th
   onnxruntime): no binary task's AUC drops more than max_auc_drop; and the eCPM proxy's relative
   uplift (core.ecpm, per-request top-k value) has a paired-bootstrap interval whose lower bound
   is >= ecpm.min_uplift_lower. A champion that cannot be read or scored blocks the blessing.
-blessing.json is written on every call, blessed or not, so a stale record never survives a re-run;
-it carries the challenger's (and champion's) eCPM proxy next to random and oracle rankings.
+blessing.json (core.blessing) is written on every call, blessed or not, so a stale record never
+survives a re-run; it carries the challenger's (and champion's) eCPM proxy next to random and
+oracle rankings, and the sha256 of the model.pt and predictions.parquet it judged: export and
+promote refuse a model.pt whose bytes differ from the blessed ones. No model.pt: refused; a
+metrics.json that names the model.pt it scored (`model_sha256`) must name this one.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from core import ecpm
-from core.atomic import read_json, write_json
+from core.atomic import read_json
+from core.blessing import Blessing, Check
 from core.config import Params
 from core.layout import Layout, RunFiles
 from core.spec import ROW_ID, DatasetSpec
@@ -30,34 +34,11 @@ from core.context import RunContext
 EPS = 1e-12  # so a drop of exactly max_auc_drop is not failed by float rounding
 
 
-@dataclass(frozen=True)
-class Check:
-    name: str                 # "auc_floor" | "calibration" | "auc_drop" | "ecpm_uplift" | "champion"
-    task: str | None
-    value: float | None       # floor: AUC; calibration: ratio; drop: champion - challenger AUC; uplift: point
-    threshold: float | list | None
-    passed: bool
-    detail: str
-    interval: list | None = None  # ecpm_uplift: [lower, upper] at the configured confidence
-
-
-@dataclass(frozen=True)
-class Blessing:
-    blessed: bool
-    reason: str
-    checks: tuple[Check, ...]
-    champion: dict | None     # the champion record compared against (+ its AUCs, eCPM), None if none
-    challenger: dict          # run_dir, run_date, metrics, ecpm
-
-    def to_json(self) -> dict:
-        return {**asdict(self), "checks": [asdict(c) for c in self.checks]}
-
-
 def run(ctx: RunContext) -> Blessing:
     """Decide, write run_files.blessing, return the Blessing."""
     run_files, spec, params, layout = ctx.run_files, ctx.spec, ctx.params, ctx.layout
     blessing = decide(run_files, spec, params, layout)
-    write_json(run_files.blessing, blessing.to_json())
+    blessing.write(run_files.blessing)
     return blessing
 
 
@@ -66,14 +47,26 @@ def decide(run_files: RunFiles, spec: DatasetSpec, params: Params, layout: Layou
 
     gate = params.gate
     challenger = {"run_dir": str(run_files.root), "run_date": params.date, "metrics": None}
+    # The bytes judged, hashed before they are read: a blessing authorises this model.pt only.
+    hashes = {"model_sha256": _sha256_or_none(run_files.checkpoint),
+              "predictions_sha256": _sha256_or_none(run_files.predictions)}
     if not gate.configured:
         return Blessing(False, "no thresholds configured (gate.auc_floor, max_auc_drop, calibration_band and "
-                        "ecpm.min_uplift_lower are all empty): refusing to bless", (), None, challenger)
+                        "ecpm.min_uplift_lower are all empty): refusing to bless", (), None, challenger, **hashes)
+    if hashes["model_sha256"] is None:
+        return Blessing(False, f"no challenger model at {run_files.checkpoint}: nothing to bless", (), None,
+                        challenger, **hashes)
     try:
         metrics = read_json(run_files.metrics)
         test, chall_scores = _challenger_scores(run_files)
     except (OSError, ValueError, KeyError) as exc:
-        return Blessing(False, f"challenger metrics or predictions unreadable: {exc}", (), None, challenger)
+        return Blessing(False, f"challenger metrics or predictions unreadable: {exc}", (), None, challenger,
+                        **hashes)
+    scored = metrics.get("model_sha256") if isinstance(metrics, dict) else None
+    if scored is not None and scored != hashes["model_sha256"]:
+        # evaluate scored other bytes than the model.pt here now (train re-ran after evaluate)
+        return Blessing(False, f"metrics.json and predictions.parquet are of another model.pt: scored model_sha256 "
+                        f"{scored}, current {hashes['model_sha256']}; re-run evaluate", (), None, challenger, **hashes)
     challenger["metrics"] = metrics
     k = int(gate.ecpm.get("k", 3))
     chall_ecpm, chall_req = ecpm.report(spec, test, chall_scores, k)
@@ -109,7 +102,16 @@ def decide(run_files: RunFiles, spec: DatasetSpec, params: Params, layout: Layou
     else:
         against = (f"champion {champion['run_dir']}" if champion is not None else "no champion yet")
         reason = f"blessed: {len(checks)} checks passed ({against})"
-    return Blessing(not failed, reason, tuple(checks), champion_info, challenger)
+    return Blessing(not failed, reason, tuple(checks), champion_info, challenger, **hashes)
+
+
+def _sha256_or_none(path: Path) -> str | None:
+    from core.registry import sha256_file
+
+    try:
+        return sha256_file(path)
+    except FileNotFoundError:
+        return None
 
 
 def _challenger_scores(run_files: RunFiles) -> tuple["pd.DataFrame", dict[str, np.ndarray]]:

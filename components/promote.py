@@ -1,16 +1,21 @@
 """Promote: make a blessed, exported model the champion of its (dataset, model family).
 
-Refuses (and leaves the registry untouched) unless blessing.json says blessed AND model.onnx
-exists with the sha256 that export.json recorded. The champion moves by compare-and-swap
-against the champion the gate compared with, so a model blessed against yesterday's champion
-cannot overwrite a newer one promoted meanwhile; a backfilled (older) run date never replaces a
-newer champion. A retry after success is a no-op. promotion.json records the outcome either way.
+Refuses (and leaves the registry untouched) unless blessing.json (core.blessing) says blessed,
+the run's model.pt still has the sha256 the gate blessed (model_sha256), export.json says that
+model.pt (checkpoint_sha256) was exported, and model.onnx exists with the sha256 that export.json
+recorded; a refusal over changed bytes names both hashes (blessed vs current). A blessing.json
+without model_sha256 (written before model hashing) is refused: re-run the gate. The champion
+moves by compare-and-swap against the champion the gate compared with, so a model blessed
+against yesterday's champion cannot overwrite a newer one promoted meanwhile; a backfilled
+(older) run date never replaces a newer champion. A retry after success is a no-op.
+promotion.json records the outcome either way.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
 from core.atomic import read_json, write_json
+from core.blessing import Blessing
 from core.config import Params
 from core.layout import Layout, RunFiles
 from core.spec import DatasetSpec
@@ -36,16 +41,28 @@ def _promote(run_files: RunFiles, spec: DatasetSpec, params: Params, layout: Lay
     from core import registry
 
     try:
-        blessing, export = read_json(run_files.blessing), read_json(run_files.export_report)
+        blessing, export = Blessing.read(run_files.blessing), read_json(run_files.export_report)
+        if not isinstance(export, dict):
+            raise ValueError(f"{run_files.export_report} is not a JSON object")
     except (OSError, ValueError) as exc:
         return PromotionResult(False, f"no usable blessing/export record: {exc}")
-    if blessing.get("blessed") is not True:
-        return PromotionResult(False, f"not blessed: {blessing.get('reason', 'no reason recorded')}")
+    refusal = blessing.refusal(run_files.checkpoint)  # not blessed, pre-hash record, model.pt changed
+    if refusal:
+        return PromotionResult(False, refusal)
     sha = export.get("onnx_sha256")
     if export.get("exported") is not True or not sha:
         return PromotionResult(False, f"not exported: {export.get('reason', 'export.json has no sha256')}")
-    if not run_files.onnx.is_file() or registry.sha256_file(run_files.onnx) != sha:
-        return PromotionResult(False, f"{run_files.onnx} is missing or differs from the sha256 in export.json")
+    exported_from = export.get("checkpoint_sha256")
+    if exported_from != blessing.model_sha256:
+        return PromotionResult(False, f"model.onnx was not exported from the blessed model.pt: blessed model_sha256 "
+                                      f"{blessing.model_sha256}, export.json checkpoint_sha256 {exported_from}; "
+                                      "re-run export")
+    if not run_files.onnx.is_file():
+        return PromotionResult(False, f"{run_files.onnx} is missing (export.json recorded sha256 {sha})")
+    current = registry.sha256_file(run_files.onnx)
+    if current != sha:
+        return PromotionResult(False, f"{run_files.onnx} differs from the sha256 in export.json: exported "
+                                      f"onnx_sha256 {sha}, current {current}")
     for p in (run_files.encoders, run_files.metrics):
         if not p.is_file():
             return PromotionResult(False, f"{p} is missing")
@@ -57,13 +74,13 @@ def _promote(run_files: RunFiles, spec: DatasetSpec, params: Params, layout: Lay
     if current and current["run_date"] > params.date:
         return PromotionResult(False, f"champion is from a later run date ({current['run_date']} > "
                                       f"{params.date}); a backfill never replaces a newer champion")
-    gated_against = (blessing.get("champion") or {}).get("run_dir")
+    gated_against = (blessing.champion or {}).get("run_dir")
 
     stored = registry.store_artifacts(
         registry_dir, {"onnx": run_files.onnx, "encoders": run_files.encoders, "metrics": run_files.metrics}, sha)
     record = {"dataset": spec.name, "model_name": params.model_name, "run_date": params.date,
               "run_dir": str(run_files.root), "onnx_sha256": sha, **stored,
-              "blessing": blessing.get("reason")}
+              "blessing": blessing.reason, "model_sha256": blessing.model_sha256}
     try:
         registry.set_champion(registry_dir, record, expect_run_dir=gated_against)
     except registry.RegistryConflict as exc:

@@ -3,7 +3,8 @@
 `run` writes <run dir>/report.html. The page holds the gate decision and its reason, the
 per-task test metrics, the gate checks (the eCPM proxy of challenger, champion, random and
 oracle rankings, with the uplift interval when the gate computed one), champion vs challenger
-AUC on the same test rows, a ROC and a reliability (calibration) curve per binary task, a
+AUC on the same test rows, a ROC and a reliability (calibration) curve per binary task (on the
+ECE's own equal-width bins, core.metrics; the ECE shown is metrics.json's, never recomputed), a
 prediction-vs-label and residual plot per regression task, the per-day AUC trend (RMSE for
 regression tasks) over the last `TREND_RUNS` runs of this dataset and model up to this run's
 date, the training loss curves, and the ONNX export's parity and latency.
@@ -27,9 +28,11 @@ import numpy as np
 
 from core import report_html as h
 from core.atomic import atomic_path, read_json
+from core.blessing import Blessing, Check
 from core.config import Params
 from core.dates import day_range, parse_day
 from core.layout import Layout, RunFiles
+from core.metrics import ECE_BINS
 from core.spec import DatasetSpec
 from core.context import RunContext
 
@@ -59,6 +62,16 @@ def _load(path: Path, missing_why: str) -> tuple[dict | None, str]:
         return None, f"{path.name} unreadable: {type(exc).__name__}: {exc}"
 
 
+def _load_blessing(path: Path, missing_why: str) -> tuple[Blessing | None, str]:
+    """(the gate's Blessing, "") or (None, why it is not available)."""
+    if not path.is_file():
+        return None, f"{path.name} missing ({missing_why})"
+    try:
+        return Blessing.read(path), ""
+    except (OSError, ValueError) as exc:
+        return None, f"{path.name} unreadable: {type(exc).__name__}: {exc}"
+
+
 def run_status(run_files: RunFiles) -> tuple[str, str]:
     """(status, reason) of one run directory:
     missing: no run directory; failed: it stopped before the gate decided (no metrics.json or
@@ -69,11 +82,11 @@ def run_status(run_files: RunFiles) -> tuple[str, str]:
     metrics, why = _load(run_files.metrics, "the run stopped before evaluate")
     if metrics is None:
         return "failed", why
-    blessing, why = _load(run_files.blessing, "the run stopped before the gate")
+    blessing, why = _load_blessing(run_files.blessing, "the run stopped before the gate")
     if blessing is None:
         return "failed", why
-    reason = str(blessing.get("reason", "no reason recorded"))
-    if blessing.get("blessed") is not True:
+    reason = blessing.reason
+    if not blessing.blessed:
         return "refused", reason
     promotion, why = _load(run_files.promotion, "promote has not run")
     if promotion is None:
@@ -147,7 +160,7 @@ def run(ctx: RunContext, *, trend_runs: int = TREND_RUNS) -> ReportResult:
     run_files, spec, params, layout = ctx.run_files, ctx.spec, ctx.params, ctx.layout
     page = _Page()
     metrics, metrics_why = _load(run_files.metrics, "the run stopped before evaluate")
-    blessing, blessing_why = _load(run_files.blessing, "the run stopped before the gate")
+    blessing, blessing_why = _load_blessing(run_files.blessing, "the run stopped before the gate")
     status, reason = run_status(run_files)
 
     page.parts.append(_header(page, run_files, spec, params, blessing, blessing_why, status, reason))
@@ -229,6 +242,9 @@ def _metrics_section(page: _Page, spec: DatasetSpec, metrics, why: str) -> h.Raw
     parts = [h.para(f"{metrics.get('n_test', 'n/a')} test rows (the test day of the window)."),
              h.table(["task", "type", "rows", "positive rate", "AUC", "LogLoss", "MSE", "RMSE", *extra], rows)]
     parts += [h.para(n, "meta") for n in notes]
+    if "calibration ece" in extra:
+        parts.append(h.para(f"calibration ece: metrics.json's expected calibration error (core.metrics, {ECE_BINS} "
+                            "equal-width probability bins); the calibration curves below use the same bins.", "meta"))
     consistency = metrics.get("consistency")
     if isinstance(consistency, dict) and consistency:
         rows = [[ref, task, v.get("ratio"), v.get("reverse_ratio"), v.get("pairs"), v.get("n")]
@@ -252,22 +268,26 @@ CHECK_NAMES = {"auc_floor": "AUC floor", "calibration": "calibration (predicted 
                "champion": "champion scoring"}
 
 
-def _gate_section(page: _Page, blessing, why: str) -> h.Raw:
+def _gate_section(page: _Page, blessing: Blessing | None, why: str) -> h.Raw:
     if blessing is None:
         return h.section("Gate checks", page.na("gate checks", why), anchor="gate")
-    checks = blessing.get("checks") or []
-    parts = [h.Raw(f"<p>decision: {h.badge(blessing.get('blessed') is True, 'blessed', 'not blessed')} "
-                   f"{h.esc(blessing.get('reason', ''))}</p>")]
+    checks = blessing.checks
+    parts = [h.Raw(f"<p>decision: {h.badge(blessing.blessed, 'blessed', 'not blessed')} "
+                   f"{h.esc(blessing.reason)}</p>")]
+    judged = {"model.pt": blessing.model_sha256, "predictions.parquet": blessing.predictions_sha256}
+    parts.append(h.para("judged: " + "; ".join(f"{name} sha256 {sha or 'not recorded'}" for name, sha in judged.items())
+                        + ("" if blessing.model_sha256 else " (this record predates model hashing or there was no "
+                           "model.pt: export and promote refuse it)"), "meta"))
     if checks:
-        rows = [[CHECK_NAMES.get(c.get("name"), c.get("name")), c.get("task") or "all tasks", *_check_values(c),
-                 h.badge(c.get("passed")), c.get("detail")] for c in checks]
+        rows = [[CHECK_NAMES.get(c.name, c.name), c.task or "all tasks", *_check_values(c),
+                 h.badge(c.passed), c.detail] for c in checks]
         parts.append(h.table(["check", "task", "value", "threshold", "interval", "result", "detail"], rows,
-                             row_classes=["" if c.get("passed") else "fail" for c in checks]))
+                             row_classes=["" if c.passed else "fail" for c in checks]))
     else:
         parts.append(page.na("gate checks", "the gate recorded no checks (see the decision above)"))
 
-    chall = (blessing.get("challenger") or {}).get("ecpm")
-    champ = (blessing.get("champion") or {}).get("ecpm")
+    chall = blessing.challenger.get("ecpm")
+    champ = (blessing.champion or {}).get("ecpm")
     if not chall:
         parts.append(page.na("eCPM proxy", "the gate recorded none for this run"))
     else:
@@ -284,11 +304,11 @@ def _gate_section(page: _Page, blessing, why: str) -> h.Raw:
                          "meta")]
         if not champ:
             parts.append(page.na("champion eCPM proxy", "no champion was scored on these rows"))
-        uplift = [c for c in checks if c.get("name") == "ecpm_uplift"]
+        uplift = [c for c in checks if c.name == "ecpm_uplift"]
         for c in uplift:
             value, threshold, interval = _check_values(c)
             parts.append(h.para(f"eCPM proxy uplift vs champion: {value}, interval {interval}; the lower bound "
-                                f"must be >= {threshold}: {'passed' if c.get('passed') else 'FAILED'}"))
+                                f"must be >= {threshold}: {'passed' if c.passed else 'FAILED'}"))
         if champ and not uplift:
             parts.append(page.na("eCPM uplift interval", "gate.ecpm.min_uplift_lower is not configured"))
     return h.section("Gate checks", *parts, anchor="gate")
@@ -298,11 +318,11 @@ def _num(v, spec: str) -> str:
     return format(v, spec) if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) else "n/a"
 
 
-def _check_values(c: dict) -> tuple[str, str, str]:
+def _check_values(c: Check) -> tuple[str, str, str]:
     """(value, threshold, interval) of a gate check as the page prints them: uplifts as signed
     percentages, thresholds as configured (0.6, [0.5, 2.0]), values to 4 decimals."""
-    value, threshold, interval = c.get("value"), c.get("threshold"), c.get("interval")
-    pct = c.get("name") == "ecpm_uplift"
+    value, threshold, interval = c.value, c.threshold, c.interval
+    pct = c.name == "ecpm_uplift"
     one = (lambda v: _num(v, "+.1%")) if pct else (lambda v: _num(v, ".4f"))
     limit = (lambda v: _num(v, "+.1%")) if pct else (lambda v: _num(v, "g"))
     thr = ("[" + ", ".join(limit(v) for v in threshold) + "]") if isinstance(threshold, (list, tuple)) \
@@ -311,11 +331,11 @@ def _check_values(c: dict) -> tuple[str, str, str]:
     return one(value), thr, ivl
 
 
-def _champion_section(page: _Page, spec: DatasetSpec, blessing, why: str) -> h.Raw:
+def _champion_section(page: _Page, spec: DatasetSpec, blessing: Blessing | None, why: str) -> h.Raw:
     title = "Champion vs challenger (same test rows)"
     if blessing is None:
         return h.section(title, page.na("champion comparison", why), anchor="champion")
-    champ = blessing.get("champion")
+    champ = blessing.champion
     if not champ:
         return h.section(title, page.na("champion comparison", "there was no champion in the registry when the "
                                         "gate ran (first run of this model family, or none blessed yet)"),
@@ -323,19 +343,20 @@ def _champion_section(page: _Page, spec: DatasetSpec, blessing, why: str) -> h.R
     parts = [h.para(f"champion: run date {champ.get('run_date', '?')}, {champ.get('run_dir', '?')}"
                     + (f", compared on {champ['n_compared']} rows" if champ.get("n_compared") else ""), "meta")]
     champ_auc, chall_auc = champ.get("auc"), champ.get("challenger_auc")
-    failed = [c.get("detail", "") for c in blessing.get("checks") or [] if c.get("name") == "champion"]
+    failed = [c.detail for c in blessing.checks if c.name == "champion"]
     if not isinstance(champ_auc, dict) or not isinstance(chall_auc, dict):
         why = failed[0] if failed else "the gate did not compare AUCs (gate.max_auc_drop is not configured)"
         parts.append(page.na("champion AUC", why))
     else:
-        drops = {c.get("task"): c for c in blessing.get("checks") or [] if c.get("name") == "auc_drop"}
+        drops = {c.task: c for c in blessing.checks if c.name == "auc_drop"}
         rows = []
         tasks = [t for t in spec.binary_tasks if t in champ_auc] + [t for t in champ_auc if t not in spec.binary_tasks]
         for task in tasks:
             a, b = champ_auc.get(task), chall_auc.get(task)
             diff = b - a if isinstance(a, (int, float)) and isinstance(b, (int, float)) else None
-            check = drops.get(task) or {}
-            rows.append([task, a, b, diff, check.get("threshold"), h.badge(check.get("passed"))])
+            check = drops.get(task)
+            rows.append([task, a, b, diff, check.threshold if check else None,
+                         h.badge(check.passed if check else None)])
         parts.append(h.table(["task", "champion AUC", "challenger AUC", "challenger - champion",
                               "max allowed drop", "drop check"], rows))
     return h.section(title, *parts, anchor="champion")
@@ -366,10 +387,11 @@ def _curves_section(page: _Page, rf: RunFiles, spec: DatasetSpec, metrics) -> h.
             parts.append(page.na(f"{name} curves", "no labelled test rows"))
         elif task.is_binary:
             auc = (task_metrics.get(name) or {}).get("auc")
+            ece = ((task_metrics.get(name) or {}).get("calibration") or {}).get("ece")  # metrics.json's, not redone
             parts.append(h.Raw(f"<h3>{h.esc(name)}</h3>"))
             parts.append(h.grid(page.plot(f"roc_{name}", f"ROC curve: {name}", h.plot_roc, name, y, s, auc),
                                 page.plot(f"calibration_{name}", f"calibration (reliability) curve: {name}",
-                                          h.plot_calibration, name, y, s)))
+                                          h.plot_calibration, name, y, s, ece)))
         else:
             parts.append(h.Raw(f"<h3>{h.esc(name)}</h3>"))
             parts.append(h.grid(page.plot(f"regression_{name}", f"prediction vs label and residuals: {name}",

@@ -247,23 +247,47 @@ def pred_obs_ratio(y_true, y_prob) -> float:
     return float(np.mean(p) / observed)
 
 
-def expected_calibration_error(y_true, y_prob, n_bins: int = 10) -> float:
-    """ECE over n_bins equal-width probability bins [0, 1/n), [1/n, 2/n), ..., [(n-1)/n, 1]:
+ECE_BINS = 10  # the one ECE definition: 10 equal-width probability bins (evaluate, the report)
 
-    sum over bins of (bin rows / N) * |mean predicted - observed rate| = sum_b |sum_{i in b} (p_i - y_i)| / N.
+
+def calibration_bin_index(y_prob, n_bins: int = ECE_BINS) -> np.ndarray:
+    """The ECE's bin of each probability: equal-width bins [0, 1/n), [1/n, 2/n), ..., [(n-1)/n, 1].
+
     Bin edges are np.linspace(0, 1, n_bins + 1); p = 1 falls in the last bin, values outside
-    [0, 1] in the first or last.
-    """
-    y, p = _pair(y_true, y_prob)
+    [0, 1] in the first or last."""
     if n_bins < 1:
         raise ValueError(f"n_bins must be >= 1, got {n_bins}")
     edges = np.linspace(0.0, 1.0, n_bins + 1)
-    idx = np.searchsorted(edges[1:-1], p, side="right")
+    return np.searchsorted(edges[1:-1], np.asarray(y_prob, dtype=np.float64), side="right")
+
+
+def reliability_bins(y_true, y_prob, n_bins: int = ECE_BINS) -> dict[str, np.ndarray]:
+    """The reliability (calibration) curve on the ECE's bins (calibration_bin_index), empty bins
+    left out: {"bin": bin index, "mean_pred", "observed": observed rate, "counts": rows}.
+
+    expected_calibration_error == sum(counts * |observed - mean_pred|) / sum(counts)."""
+    y, p = _pair(y_true, y_prob)
+    idx = calibration_bin_index(p, n_bins)
+    counts = np.bincount(idx, minlength=n_bins)
+    keep = np.flatnonzero(counts)
+    sum_p = np.bincount(idx, weights=p, minlength=n_bins)[keep]
+    sum_y = np.bincount(idx, weights=y, minlength=n_bins)[keep]
+    return {"bin": keep, "mean_pred": sum_p / counts[keep], "observed": sum_y / counts[keep], "counts": counts[keep]}
+
+
+def expected_calibration_error(y_true, y_prob, n_bins: int = ECE_BINS) -> float:
+    """ECE over n_bins equal-width probability bins (calibration_bin_index):
+
+    sum over bins of (bin rows / N) * |mean predicted - observed rate| = sum_b |sum_{i in b} (p_i - y_i)| / N.
+    This is the only ECE in the package: metrics.json records it and the report shows that value.
+    """
+    y, p = _pair(y_true, y_prob)
+    idx = calibration_bin_index(p, n_bins)
     gap = np.bincount(idx, weights=p - y, minlength=n_bins)
     return float(np.abs(gap).sum() / y.size)
 
 
-def calibration(y_true, y_prob, n_bins: int = 10) -> dict:
+def calibration(y_true, y_prob, n_bins: int = ECE_BINS) -> dict:
     """{"pred_obs_ratio": float | None (None without positives), "ece": float} (JSON-ready)."""
     y, p = _pair(y_true, y_prob)
     ratio = pred_obs_ratio(y, p) if np.any(y != 0) else None

@@ -5,7 +5,8 @@ DVC checkout) with no network or sibling files needed.
 Every piece of text that reaches the page goes through `esc` (html.escape); only markup this
 module builds itself is wrapped in `Raw` and passed through. matplotlib is imported inside the
 plot functions (Agg canvas, no pyplot and no global backend state), so importing this module is
-cheap. ROC and reliability points are computed here with numpy (no sklearn in the package).
+cheap. ROC points are computed here with numpy (no sklearn in the package); reliability points
+come from core.metrics on the ECE's own bins, and no ECE is computed here.
 """
 from __future__ import annotations
 
@@ -163,20 +164,13 @@ def trapezoid_auc(fpr: np.ndarray, tpr: np.ndarray) -> float:
     return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2.0))
 
 
-def reliability(y_true, y_prob, bins: int = 10) -> dict[str, np.ndarray | float]:
-    """Equal-count bins of the predicted probability: mean prediction, observed rate and rows per
-    bin (fewer bins when there are few rows or many tied scores), plus the expected calibration
-    error (row-weighted mean |observed - predicted|)."""
-    y = np.asarray(y_true, dtype=np.float64)
-    p = np.asarray(y_prob, dtype=np.float64)
-    n_bins = int(max(1, min(bins, p.size // 20 or 1)))
-    order = np.argsort(p, kind="mergesort")
-    groups = [g for g in np.array_split(order, n_bins) if g.size]
-    mean_pred = np.array([p[g].mean() for g in groups])
-    observed = np.array([y[g].mean() for g in groups])
-    counts = np.array([g.size for g in groups])
-    ece = float(np.sum(counts * np.abs(observed - mean_pred)) / counts.sum())
-    return {"mean_pred": mean_pred, "observed": observed, "counts": counts, "ece": ece}
+def reliability(y_true, y_prob) -> dict[str, np.ndarray]:
+    """The reliability curve on the ECE's own bins (core.metrics.reliability_bins: ECE_BINS
+    equal-width probability bins, empty ones left out): mean prediction, observed rate and rows
+    per bin. No ECE here: the one ECE is core.metrics', the value metrics.json records."""
+    from core.metrics import ECE_BINS, reliability_bins
+
+    return reliability_bins(y_true, y_prob, ECE_BINS)
 
 
 # ------------------------------------------------------------------ plots (matplotlib, Agg)
@@ -215,15 +209,20 @@ def plot_roc(task: str, y, score, auc_value: float | None) -> str:
     return data_uri(fig)
 
 
-def plot_calibration(task: str, y, prob) -> str:
+def plot_calibration(task: str, y, prob, ece: float | None = None) -> str:
+    """Reliability curve on the ECE's bins; the legend quotes `ece` (metrics.json's value) when
+    given and computes none of its own."""
+    from core.metrics import ECE_BINS
+
     rel = reliability(y, prob)
+    quoted = f", metrics.json ECE {ece:.3f}" if isinstance(ece, (int, float)) and math.isfinite(ece) else ""
     fig, axes = _figure(4.6, 4.6, rows=2, cols=1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     ax, hist = axes[0, 0], axes[1, 0]
     top = float(max(np.max(rel["mean_pred"]), np.max(rel["observed"]), 0.05))
     lim = min(1.0, top * 1.1)
     ax.plot([0, lim], [0, lim], ls="--", c="#999", lw=1, label="perfectly calibrated")
     ax.plot(rel["mean_pred"], rel["observed"], marker="o", c=COLORS[1], lw=2,
-            label=f"model ({len(rel['counts'])} equal-count bins, ECE {rel['ece']:.3f})")
+            label=f"model ({ECE_BINS} equal-width bins, {len(rel['counts'])} non-empty{quoted})")
     ax.set(ylabel="observed positive rate", xlim=(0, lim), ylim=(0, lim),
            title=f"Calibration: {task} (n={len(y)})\nmean predicted {np.mean(prob):.3f}, "
                  f"observed {np.mean(np.asarray(y) > 0.5):.3f}")

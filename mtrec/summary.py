@@ -3,13 +3,18 @@ from __future__ import annotations
 
 import json
 
+from core.blessing import Blessing
 from core.context import RunContext
 
 
 def render(ctx: RunContext) -> str:
     f = ctx.run_files
     load = lambda p: json.loads(p.read_text()) if p.is_file() else None  # noqa: E731
-    metrics, blessing, export, promotion = load(f.metrics), load(f.blessing), load(f.export_report), load(f.promotion)
+    metrics, export, promotion = load(f.metrics), load(f.export_report), load(f.promotion)
+    try:
+        blessing, blessing_why = (Blessing.read(f.blessing), "") if f.blessing.is_file() else (None, "")
+    except (OSError, ValueError) as exc:
+        blessing, blessing_why = None, f"gate: blessing.json unreadable - {exc}"
     lines = [f"== mtrec run {ctx.params.dataset} {ctx.params.date} ({ctx.params.model_name})"]
     if metrics:
         lines.append(f"test rows: {metrics.get('n_test')}")
@@ -18,10 +23,12 @@ def render(ctx: RunContext) -> str:
             lines.append(f"  {task:<10} {vals}")
     else:
         lines.append("no metrics.json: the run did not reach evaluation")
-    if blessing:
-        lines.append(f"gate: {'BLESSED' if blessing['blessed'] else 'NOT blessed'} - {blessing['reason']}")
-        for c in blessing.get("checks", []):
-            lines.append(f"  [{'pass' if c['passed'] else 'FAIL'}] {c.get('detail') or c['name']}")
+    if blessing is not None:
+        lines.append(f"gate: {'BLESSED' if blessing.blessed else 'NOT blessed'} - {blessing.reason}")
+        for c in blessing.checks:
+            lines.append(f"  [{'pass' if c.passed else 'FAIL'}] {c.detail or c.name}")
+    elif blessing_why:
+        lines.append(blessing_why)
     if export and export.get("exported"):
         worst = max((d for per_task in export["parity"]["max_abs_diff"].values() for d in per_task.values()), default=0.0)
         lines.append(f"onnx: {f.onnx} (onnxruntime parity max abs diff {worst:.1e})")

@@ -210,6 +210,26 @@ def test_ece_equals_a_loop_implementation_including_bin_edges(n_bins):
     assert abs(metrics.expected_calibration_error(y, p, n_bins) - loop_ece(y, p, n_bins)) < 1e-12
 
 
+@pytest.mark.parametrize("n_bins", [10, 7])
+def test_reliability_bins_are_the_ece_bins(n_bins):
+    """The report's calibration curve (reliability_bins) uses the ECE's own bins: the loop's
+    members per bin, empty bins left out, and the row-weighted gap over them is the ECE."""
+    rng = np.random.default_rng(n_bins)
+    p = np.round(rng.random(400) * 0.6, 2)                              # nothing above 0.6: empty top bins
+    p[:7] = np.arange(7) / 10                                           # values on (or next to) bin edges
+    y = (rng.random(400) < p).astype(int)
+    rel = metrics.reliability_bins(y, p, n_bins)
+    edges = np.linspace(0, 1, n_bins + 1)                               # the documented edges, as floats
+    for b, mean_pred, observed, count in zip(rel["bin"], rel["mean_pred"], rel["observed"], rel["counts"]):
+        members = (p >= edges[b]) & (p < edges[b + 1])
+        assert count == members.sum() > 0
+        assert mean_pred == pytest.approx(p[members].mean()) and observed == pytest.approx(y[members].mean())
+    assert rel["counts"].sum() == 400 and len(rel["bin"]) < n_bins
+    ece = np.sum(rel["counts"] * np.abs(rel["observed"] - rel["mean_pred"])) / 400
+    assert ece == pytest.approx(metrics.expected_calibration_error(y, p, n_bins), abs=1e-12)
+    assert metrics.calibration(y, p)["ece"] == metrics.expected_calibration_error(y, p, metrics.ECE_BINS)
+
+
 def test_calibration_ratio_and_undefined_without_positives():
     y, p = np.array([0, 1, 0, 1]), np.array([0.2, 0.6, 0.2, 0.6])
     cal = metrics.calibration(y, p)

@@ -12,6 +12,7 @@ from torch import nn
 from components import export
 from core.encoders import Encoders
 from core.atomic import read_json, write_json
+from core.blessing import Blessing
 from core.config import ExportParams, GateParams, load_params, ModelParams, Params, TrainParams, ValidateParams, WindowParams
 from core.layout import RunFiles
 from core.onnx_scoring import score_with_onnx
@@ -135,16 +136,51 @@ def test_run_skips_unblessed(tmp_path, monkeypatch, blessing):
     assert read_json(rf.export_report)["exported"] is False
 
 
+def _blessed_model(rf: RunFiles, module: nn.Module) -> str:
+    """model.pt of `module` and a blessing of exactly those bytes; returns their sha256."""
+    torch.save(module.state_dict(), rf.checkpoint)
+    sha = sha256_file(rf.checkpoint)
+    Blessing(True, "ok", (), None, {}, model_sha256=sha).write(rf.blessing)
+    return sha
+
+
+def test_run_refuses_a_blessing_older_than_model_hashing(tmp_path, monkeypatch):
+    rf, enc, _ = _run_dir(tmp_path, {"blessed": True, "reason": "ok", "champion": None})  # no model_sha256
+    torch.save(Tiny(enc.cardinalities, len(enc.numeric)).state_dict(), rf.checkpoint)
+    monkeypatch.setattr(export, "load_serving_module", lambda _: pytest.fail("must not load the model"))
+    result = export.run(RunContext.of(make_params(tmp_path), SPEC, rf))
+    report = read_json(rf.export_report)
+    assert result.skipped and report["exported"] is False and not rf.onnx.exists()
+    assert "predates model hashing" in report["reason"] and "re-run the gate" in report["reason"]
+
+
+def test_run_refuses_a_model_changed_after_the_blessing(tmp_path, monkeypatch):
+    rf, enc, _ = _run_dir(tmp_path, None)
+    torch.manual_seed(3)
+    blessed = _blessed_model(rf, Tiny(enc.cardinalities, len(enc.numeric)))
+    torch.save(Tiny(enc.cardinalities, len(enc.numeric)).state_dict(), rf.checkpoint)  # other weights
+    current = sha256_file(rf.checkpoint)
+    monkeypatch.setattr(export, "load_serving_module", lambda _: pytest.fail("must not load the model"))
+    result = export.run(RunContext.of(make_params(tmp_path), SPEC, rf))
+    report = read_json(rf.export_report)
+    assert result.skipped and report["exported"] is False and not rf.onnx.exists()
+    assert blessed != current and blessed in report["reason"] and current in report["reason"]
+    rf.checkpoint.unlink()
+    assert "model.pt is missing" in export.run(RunContext.of(make_params(tmp_path), SPEC, rf)).reason
+
+
 def test_run_exports_blessed_and_scores_like_torch(tmp_path, monkeypatch):
-    rf, enc, df = _run_dir(tmp_path, {"blessed": True, "reason": "ok"})
+    rf, enc, df = _run_dir(tmp_path, None)
     torch.manual_seed(3)
     module = Tiny(enc.cardinalities, len(enc.numeric)).eval()
+    blessed = _blessed_model(rf, module)
     monkeypatch.setattr(export, "load_serving_module", lambda _: module)
     opts = ExportParams(parity_batch_sizes=(1, 7, 4096), latency_repeats=5, latency_warmup=1)
     result = export.run(RunContext.of(make_params(tmp_path, opts), SPEC, rf))
     report = read_json(rf.export_report)
     assert not result.skipped and report["exported"] is True
     assert report["onnx_sha256"] == sha256_file(rf.onnx)
+    assert report["checkpoint_sha256"] == blessed  # exported from the blessed bytes
     assert report["parity"]["rows"] == "test split"
     assert set(report["parity"]["max_abs_diff"]) == {"1", "7", "4096"}  # 4096 > 300 rows: tiled
     assert report["outputs"] == ["like", "love", "rating"] and report["opset"] == 18

@@ -13,6 +13,7 @@ from core.encoders import Encoders
 from components.export import export_onnx
 from core import registry
 from core.atomic import read_json, write_json
+from core.blessing import Blessing
 from core.config import ExportParams, GateParams, ModelParams, Params, TrainParams, ValidateParams, WindowParams
 from core.layout import Layout, RunFiles
 from core.metrics import auc
@@ -76,6 +77,7 @@ def _challenger(tmp_path, scores_like: np.ndarray | None = None, like_auc="compu
     value = auc(df["like"], scores_like) if like_auc == "compute" else like_auc
     write_json(rf.metrics, {"n_test": len(df), "tasks": {"like": {"auc": value, "n": len(df)},
                                                          "rating": {"mse": 1.0, "rmse": 1.0}}})
+    rf.checkpoint.write_bytes(b"the challenger's model.pt")  # the gate hashes it, never loads it
     return rf
 
 
@@ -103,6 +105,28 @@ def test_first_model_blessed_when_floors_hold(tmp_path):
     assert [(c.name, c.task, c.passed) for c in b.checks] == [("auc_floor", "like", True)]
     written = read_json(rf.blessing)
     assert written["blessed"] is True and written["checks"][0]["threshold"] == 0.6
+    # The blessing names the bytes it judged.
+    assert written["model_sha256"] == b.model_sha256 == registry.sha256_file(rf.checkpoint)
+    assert written["predictions_sha256"] == registry.sha256_file(rf.predictions)
+    assert Blessing.read(rf.blessing) == b
+
+
+def test_refused_without_a_model(tmp_path):
+    rf = _challenger(tmp_path)
+    rf.checkpoint.unlink()
+    b = _gate(tmp_path, rf, auc_floor={"like": 0.6})
+    assert not b.blessed and "no challenger model" in b.reason and b.model_sha256 is None
+    assert Blessing.read(rf.blessing).predictions_sha256 == registry.sha256_file(rf.predictions)
+
+
+def test_refused_when_metrics_name_another_model(tmp_path):
+    rf = _challenger(tmp_path)
+    metrics = read_json(rf.metrics)
+    write_json(rf.metrics, {**metrics, "model_sha256": registry.sha256_file(rf.checkpoint)})
+    assert _gate(tmp_path, rf, auc_floor={"like": 0.6}).blessed                # evaluate scored this model.pt
+    write_json(rf.metrics, {**metrics, "model_sha256": "0" * 64})
+    b = _gate(tmp_path, rf, auc_floor={"like": 0.6})
+    assert not b.blessed and "0" * 64 in b.reason and b.model_sha256 in b.reason and "re-run evaluate" in b.reason
 
 
 def test_refused_when_a_floor_fails(tmp_path):

@@ -5,6 +5,7 @@ from components import promote
 from core.context import RunContext
 from core import registry
 from core.atomic import read_json, write_json
+from core.blessing import Blessing
 from core.config import ExportParams, GateParams, ModelParams, Params, TrainParams, ValidateParams, WindowParams
 from core.layout import Layout, RunFiles
 from core.spec import DatasetSpec, FeatureGroup, Task
@@ -19,12 +20,15 @@ def _setup(tmp_path, date: str, blessed: bool = True, champion_seen: str | None 
                     ValidateParams(), TrainParams(), ModelParams(), GateParams(), ExportParams())
     rf = RunFiles(layout.run_dir(date, "tiny"))
     rf.root.mkdir(parents=True)
+    rf.checkpoint.write_bytes(f"model.pt of {date}".encode())
     rf.onnx.write_bytes(f"onnx of {date}".encode())
     write_json(rf.encoders, {"categorical": []})
     write_json(rf.metrics, {"n_test": 1, "tasks": {}})
-    write_json(rf.export_report, {"exported": True, "onnx_sha256": registry.sha256_file(rf.onnx)})
-    write_json(rf.blessing, {"blessed": blessed, "reason": "ok" if blessed else "floor failed",
-                             "champion": {"run_dir": champion_seen} if champion_seen else None})
+    model_sha = registry.sha256_file(rf.checkpoint)
+    write_json(rf.export_report, {"exported": True, "onnx_sha256": registry.sha256_file(rf.onnx),
+                                  "checkpoint_sha256": model_sha})
+    Blessing(blessed, "ok" if blessed else "floor failed", (), {"run_dir": champion_seen} if champion_seen else None,
+             {}, model_sha256=model_sha).write(rf.blessing)
     if tamper:
         rf.onnx.write_bytes(b"changed after export")
     return rf, params, layout
@@ -71,3 +75,44 @@ def test_stale_blessing_and_backfill_refused(tmp_path):
     old, params, _ = _setup(tmp_path, "2024-01-01", champion_seen=str(first.root))
     assert "later run date" in _promote(old, params, layout).reason
     assert registry.current_champion(layout.registry_dir("tiny"))["run_dir"] == str(first.root)
+
+
+def _registry_bytes(layout) -> tuple:
+    reg = layout.registry_dir("tiny")
+    return tuple((reg / name).read_bytes() if (reg / name).exists() else None
+                 for name in (registry.CHAMPION, registry.HISTORY))
+
+
+def test_model_changed_after_blessing_or_export_never_touches_champion(tmp_path):
+    first, params, layout = _setup(tmp_path, "2024-01-01")
+    assert _promote(first, params, layout).promoted
+    before = _registry_bytes(layout)
+
+    # model.pt retrained after the gate: refused, both hashes named.
+    rf, params, _ = _setup(tmp_path, "2024-01-02", champion_seen=str(first.root))
+    blessed = Blessing.read(rf.blessing).model_sha256
+    rf.checkpoint.write_bytes(b"retrained after the gate")
+    result = _promote(rf, params, layout)
+    current = registry.sha256_file(rf.checkpoint)
+    assert not result.promoted and blessed in result.reason and current in result.reason
+    assert read_json(rf.promotion)["promoted"] is False and _registry_bytes(layout) == before
+
+    # model.pt re-blessed (the gate re-ran on new bytes), but model.onnx is the old export.
+    Blessing(True, "ok", (), {"run_dir": str(first.root)}, {}, model_sha256=current).write(rf.blessing)
+    result = _promote(rf, params, layout)
+    assert not result.promoted and "not exported from the blessed model.pt" in result.reason
+    assert blessed in result.reason and current in result.reason and _registry_bytes(layout) == before
+
+    # A blessing written before model hashing: refused, with what to do.
+    write_json(rf.blessing, {"blessed": True, "reason": "ok", "champion": {"run_dir": str(first.root)}})
+    result = _promote(rf, params, layout)
+    assert not result.promoted and "predates model hashing" in result.reason and "re-run the gate" in result.reason
+    assert _registry_bytes(layout) == before
+
+
+def test_unreadable_blessing_never_touches_champion(tmp_path):
+    rf, params, layout = _setup(tmp_path, "2024-01-01")
+    write_json(rf.blessing, {"blessed": "yes", "reason": "ok"})
+    result = _promote(rf, params, layout)
+    assert not result.promoted and "no usable blessing" in result.reason
+    assert _registry_bytes(layout) == (None, None)

@@ -24,6 +24,7 @@ from components import promote
 from core.encoders import Encoders
 from core import registry
 from core.atomic import read_json, write_json
+from core.blessing import Blessing
 from core.config import ExportParams, GateParams, ModelParams, Params, TrainParams, ValidateParams, WindowParams
 from core.layout import Layout, RunFiles
 from core.onnx_scoring import score_with_onnx
@@ -75,9 +76,12 @@ def blessed_run(tmp_path: Path, date: str, champion_seen: str | None, seed: int)
     enc.save(rf.encoders)
     tiny_onnx(rf.onnx, len(enc.cardinalities), len(enc.numeric), seed)
     write_json(rf.metrics, {"n_test": 50, "tasks": {}})
-    write_json(rf.export_report, {"exported": True, "onnx_sha256": registry.sha256_file(rf.onnx)})
-    write_json(rf.blessing, {"blessed": True, "reason": "ok",
-                             "champion": {"run_dir": champion_seen} if champion_seen else None})
+    rf.checkpoint.write_bytes(f"model.pt of {date}".encode())  # promote checks its bytes, never loads it
+    model_sha = registry.sha256_file(rf.checkpoint)
+    write_json(rf.export_report, {"exported": True, "onnx_sha256": registry.sha256_file(rf.onnx),
+                                  "checkpoint_sha256": model_sha})
+    Blessing(True, "ok", (), {"run_dir": champion_seen} if champion_seen else None, {},
+             model_sha256=model_sha).write(rf.blessing)
     return rf, params, layout
 
 

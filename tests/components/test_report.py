@@ -20,7 +20,7 @@ from core import report_html as h
 from core.atomic import read_json, write_json
 from core.config import load_params
 from core.layout import Layout, RunFiles
-from core.metrics import auc
+from core.metrics import ECE_BINS, auc, expected_calibration_error
 from mtrec.pipeline import STEPS, run_step
 from core.spec import load_spec
 
@@ -261,14 +261,39 @@ def test_roc_points_and_reliability_match_sklearn():
     with pytest.raises(ValueError, match="one class"):
         h.roc_points(np.ones(5), np.arange(5))
 
-    p = rng.random(1000)
+    # The reliability curve uses the ECE's own bins (10 equal-width, core.metrics), not a rule of its own.
+    p = rng.random(1000) ** 2                                                  # uneven mass: some bins sparse
     labels = (rng.random(1000) < p).astype(float)
-    rel = h.reliability(labels, p, bins=10)
-    obs, pred = calibration_curve(labels, p, n_bins=10, strategy="quantile")
-    assert rel["counts"].tolist() == [100] * 10
+    rel = h.reliability(labels, p)
+    obs, pred = calibration_curve(labels, p, n_bins=ECE_BINS, strategy="uniform")
     np.testing.assert_allclose(rel["mean_pred"], pred, rtol=1e-9)
     np.testing.assert_allclose(rel["observed"], obs, rtol=1e-9)
-    assert rel["ece"] < 0.08
+    assert rel["counts"].sum() == 1000 and "ece" not in rel
+    ece = np.sum(rel["counts"] * np.abs(rel["observed"] - rel["mean_pred"])) / rel["counts"].sum()
+    assert ece == pytest.approx(expected_calibration_error(labels, p), abs=1e-12)
+
+
+def test_calibration_plot_quotes_metrics_json_ece_and_computes_none(tmp_path, monkeypatch):
+    """The page's only ECE number is metrics.json's: the plot legend quotes it, labelled, or none."""
+    from matplotlib.axes import Axes
+
+    labels, legends = np.r_[np.zeros(50), np.ones(50)], []
+    real = Axes.plot
+    monkeypatch.setattr(Axes, "plot", lambda self, *a, **kw: (legends.append(kw.get("label")), real(self, *a, **kw))[1])
+    h.plot_calibration("like", labels, np.linspace(0.01, 0.99, 100), 0.0123)
+    h.plot_calibration("like", labels, np.linspace(0.01, 0.99, 100))
+    assert legends[1] == f"model ({ECE_BINS} equal-width bins, 10 non-empty, metrics.json ECE 0.012)"
+    assert legends[3] == f"model ({ECE_BINS} equal-width bins, 10 non-empty)" and "ECE" not in legends[3]
+
+    # A refused fake run: metrics.json says ECE 0.05 for like; the page says 0.0500 and names its bins.
+    params = _params(tmp_path, "1998-03-02")
+    rf = _fake_run(tmp_path, "1998-03-02", 5, blessed=False, reason="refused")
+    page = report.run(RunContext.of(params, SPEC, rf, Layout(params.data_root, params.artifacts_root, "ml100k")))
+    text = page.path.read_text()
+    assert "<td>0.0500</td>" in text and f"{ECE_BINS} equal-width probability bins" in text
+    like, love = [x for x in legends if x and "equal-width" in x][-2:]                # the page's two curves
+    assert like.endswith(", metrics.json ECE 0.050)") and "ECE" not in love          # love: none recorded
+    assert not any(x and "equal-count" in x for x in legends)
 
 
 def test_browser_check_catches_a_broken_image(tmp_path):
