@@ -1,7 +1,7 @@
 """`mtrec bench train`: training samples/s per backbone on synthetic rows, three ways.
 
 For each backbone, from the same initial weights, optimizer, batch size and loss:
-- engine: components.train.fit over the encoded tensors on the device (a seeded permutation per
+- engine: engine.loop.fit over the encoded tensors on the device (a seeded permutation per
   epoch, index batches gathered from it, loss bookkeeping); the valid pass is not timed;
 - limit: the same model stepping over batches pre-sliced from the same tensors (contiguous views:
   no permutation, no gather, no bookkeeping), i.e. the model's own cost with no data path at all;
@@ -69,7 +69,7 @@ def _model(enc, spec, backbone: dict, params, device):
 def _step(model, opt, cat, num, labels, tp, autocast: bool) -> None:
     import torch
 
-    from components.train import task_losses
+    from engine.losses import task_losses
 
     with torch.autocast(cat.device.type, dtype=torch.bfloat16, enabled=autocast):
         out = model(cat, num)
@@ -82,8 +82,8 @@ def _step(model, opt, cat, num, labels, tp, autocast: bool) -> None:
 
 
 def _engine(model, train, valid, tp, device) -> float:
-    """One epoch of components.train.fit: samples/s of its train loop."""
-    from components.train import fit
+    """One epoch of engine.loop.fit: samples/s of its train loop."""
+    from engine.loop import fit
 
     _, history, _, _ = fit(model, train, valid, dataclasses.replace(tp, max_epochs=1), device)
     return len(train) / history[0]["seconds"]
@@ -157,7 +157,7 @@ def run(rows: int = 1_000_000, backbones: list[str] | None = None, batch_size: i
     import torch
 
     from core.encoders import Encoders
-    from components.train import Tensors
+    from engine.data import Tensors
     from core.config import load_params
     from core.device import pick_device
 
@@ -202,7 +202,7 @@ def run(rows: int = 1_000_000, backbones: list[str] | None = None, batch_size: i
            f"{torch.get_num_threads()} torch threads; data generated and encoded in {prep:.1f} s.", "",
            "| backbone | parameters | engine samples/s | limit samples/s | engine / limit | DataLoader samples/s | engine / DataLoader |",
            "|---|---:|---:|---:|---:|---:|---:|", *lines, "",
-           "engine: components.train.fit over the encoded tensors (seeded permutation, index gather; valid pass not "
+           "engine: engine.loop.fit over the encoded tensors (seeded permutation, index gather; valid pass not "
            "timed). limit: the same model, optimizer and loss stepping over pre-sliced batches (no data path). "
            "DataLoader: torch DataLoader over a per-row Dataset (shuffle, default collate, num_workers=0). "
            "Same initial weights for all three; the paths take turns one epoch at a time, fastest epoch shown."]

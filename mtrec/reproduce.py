@@ -9,7 +9,7 @@ restore (default)  fetch the run's outputs (model.pt, encoders, ONNX, metrics ..
                    manifest's params and seed. model.pt is then compared with the manifest: the
                    file's sha256, and its weights tensor by tensor. encoders.json and
                    model_config.json are compared by sha256. Training is bitwise reproducible on
-                   CPU (components/train.py), so only a different code revision, torch build
+                   CPU (engine/), so only a different code revision, torch build
                    or thread count can change the weights.
 
 <run> is a run id (`ml100k-1998-03-01-mmoe-1a2b3c4d5e6f`), `dataset/date/model` (the newest

@@ -9,6 +9,9 @@ import pytest
 import torch
 
 from components import train
+from core.encoders import Encoders
+from engine.data import Tensors
+from engine.loop import valid_loss
 from models.build import load_trained
 from core.config import load_params
 from core.layout import RunFiles
@@ -74,9 +77,9 @@ def test_early_stopping_keeps_the_best_epoch(tmp_path):
     assert result.epochs_run == len(losses) == result.best_epoch + 1 < 8
     assert result.best_valid_loss == min(losses) == losses[result.best_epoch - 1]
     # the checkpoint holds the best epoch's weights, not the last epoch's
-    enc = train.Encoders.load(rf.encoders)
-    valid = train.Tensors.encode(enc, pd.read_parquet(rf.split("valid")), torch.device("cpu"))
-    assert sum(train.valid_loss(load_trained(rf), valid, autocast=False).values()) == pytest.approx(min(losses), abs=1e-6)
+    enc = Encoders.load(rf.encoders)
+    valid = Tensors.encode(enc, pd.read_parquet(rf.split("valid")), torch.device("cpu"))
+    assert sum(valid_loss(load_trained(rf), valid, autocast=False).values()) == pytest.approx(min(losses), abs=1e-6)
 
 
 def test_empty_split_names_the_file(tmp_path):
@@ -175,15 +178,3 @@ def test_progress_lines_in_the_log(tmp_path, caplog):
     log = json.loads(rf.train_log.read_text())
     assert (log["world_size"], log["global_batch_size"], log["resumed_from_epoch"]) == (1, 128, 0)
 
-
-def test_progress_bar_only_on_a_tty(capsys, monkeypatch):
-    monkeypatch.setattr(train, "BAR_SECONDS", 0.0)
-    monkeypatch.setattr("sys.stderr.isatty", lambda: True, raising=False)
-    p = train._Progress(rows=100, max_epochs=3, enabled=True)
-    assert p.bar
-    p.start(1)
-    p.step(50, 50, torch.tensor(25.0))
-    err = capsys.readouterr().err
-    assert "epoch 1/3" in err and "50%" in err and "samples/s" in err and "loss 0.5000" in err
-    monkeypatch.setattr("sys.stderr.isatty", lambda: False, raising=False)
-    assert not train._Progress(rows=100, max_epochs=3, enabled=True).bar
