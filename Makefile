@@ -19,7 +19,7 @@ PROFILE ?= sqlite
 DEMO_DATASET ?= ml100k
 DEMO_DATES ?= 1998-03-01 1998-03-02
 
-.PHONY: install demo test test-slow airflow airflow-db browser clean
+.PHONY: install demo test test-slow reliability-doc airflow airflow-db browser clean
 
 install: $(VENV)/.installed
 
@@ -51,11 +51,19 @@ demo: install airflow-db
 browser:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
+# The layer contracts first (.importlinter; seconds), then the suite (tests/test_layers.py runs
+# them again, so a bare pytest run checks them too).
 test: install browser
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest -q -m "not slow"
 
 test-slow: install
 	$(BIN)/pytest -q -m "slow"
+
+# docs/RELIABILITY.md: the whole reliability suite, which writes the table (only with this flag, and only
+# when every reliability test ran; `make test` runs them too and leaves the tracked file alone).
+reliability-doc: install
+	MTREC_WRITE_RELIABILITY=1 $(BIN)/pytest -q tests/reliability
 
 clean:
 	rm -rf .airflow data artifacts

@@ -7,9 +7,14 @@ through mtrec.airflow_glue.run_step_for_context, the DAG tasks' entry, with a ta
 built from the logical date and a trigger form; processes of their own run tests/reliability/
 drive.py, which does the same.
 
-Every test records its case(s) with `case(...)`: what was injected, what the suite asserts and
-what it observed. When every reliability test has run, the session writes docs/RELIABILITY.md
-from those records, a failed test's row marked FAIL, so a broken promise shows in the table.
+Every test declares its case(s) with `@pytest.mark.case(category, name, injected, promise)`
+(what is injected, what the suite asserts) and fills in, through the `case` fixture, what it
+observed. docs/RELIABILITY.md is the table of those records, a failed test's row marked FAIL, so
+a broken promise shows in it. A session writes it only when asked to (`make reliability-doc`,
+i.e. MTREC_WRITE_RELIABILITY=1) and only when every reliability test ran, so `make test` leaves
+the checkout as it found it; tests/test_reliability_doc.py checks that the committed table lists
+the declared cases (MTREC_RELIABILITY_DECLARED: the table of declared cases, written at
+collection).
 
 Copies keep the scenario's absolute paths where the pipeline stored them (the champion record
 names the scenario's ONNX file; Feast's registry names the scenario's lake until the copy's
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import re
 import shutil
 import sys
@@ -30,7 +36,9 @@ import pytest
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 DOC = REPO / "docs" / "RELIABILITY.md"
-COMMAND = "pytest tests/reliability"  # also written by `make test` (pytest -m "not slow"), which runs them all
+COMMAND = "make reliability-doc"               # = MTREC_WRITE_RELIABILITY=1 pytest tests/reliability
+WRITE_ENV = "MTREC_WRITE_RELIABILITY"          # "1": a session that ran every reliability test writes DOC
+DECLARED_ENV = "MTREC_RELIABILITY_DECLARED"    # a path: collection writes the declared cases' table there
 
 
 def _load_harness():
@@ -100,19 +108,38 @@ class Case:
     order: int = 0
 
 
-_CASES: list[Case] = []
+_CASES: list[Case] = []            # every collected test's declared cases, in collection order
 _REPORTED: dict[str, str] = {}     # nodeid -> "passed" | "failed" | "skipped"
 _SELECTION = {"items": [], "deselected": 0}
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "case(category, name, injected, promise): a reliability case the test records "
+                                       "(docs/RELIABILITY.md); a parametrized test's texts are formatted with its "
+                                       "parameters ('{name}') or are callables of them")
+
+
+def declared_cases(item) -> list[Case]:
+    """The cases `item` declares with @pytest.mark.case, top to bottom."""
+    params = dict(getattr(getattr(item, "callspec", None), "params", {}))
+
+    def text(value) -> str:
+        if callable(value):
+            return str(value(**params))
+        return value.format(**params) if params else value
+
+    marks = [m for m in item.iter_markers("case")][::-1]   # decorators apply bottom-up
+    return [Case(*(text(a) for a in m.args), node=item.nodeid) for m in marks]
+
+
 @pytest.fixture
 def case(request):
-    """case(category, name, injected, promise) -> a Case the test fills in; one test may record several."""
-    def make(category: str, name: str, injected: str, promise: str) -> Case:
-        c = Case(category, name, injected, promise, node=request.node.nodeid, order=len(_CASES))
-        _CASES.append(c)
-        return c
-    return make
+    """case() -> the Case this test declared (a tuple, in order, when it declared several), for the
+    test to fill in with what it observed."""
+    mine = tuple(c for c in _CASES if c.node == request.node.nodeid)
+    if not mine:
+        pytest.fail(f"{request.node.nodeid} uses the case fixture but declares no @pytest.mark.case", pytrace=False)
+    return lambda: mine[0] if len(mine) == 1 else mine
 
 
 def _in_suite(item) -> bool:
@@ -120,7 +147,13 @@ def _in_suite(item) -> bool:
 
 
 def pytest_collection_modifyitems(session, config, items):
-    _SELECTION["items"] = [i.nodeid for i in items if _in_suite(i)]
+    suite = [i for i in items if _in_suite(i)]
+    _SELECTION["items"] = [i.nodeid for i in suite]
+    _CASES[:] = [c for i in suite for c in declared_cases(i)]
+    for order, c in enumerate(_CASES):
+        c.order = order
+    if os.environ.get(DECLARED_ENV):
+        Path(os.environ[DECLARED_ENV]).write_text(render(_CASES, _SELECTION["items"]))
 
 
 def pytest_deselected(items):
@@ -145,11 +178,19 @@ def pytest_runtest_makereport(item, call):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """Write docs/RELIABILITY.md when every reliability test ran (passed or failed)."""
+    """With MTREC_WRITE_RELIABILITY=1, write docs/RELIABILITY.md when every reliability test ran
+    (passed or failed). Never otherwise: the table is a tracked file, and a test run must leave
+    the checkout clean (a later run's manifest would record it as an uncommitted change)."""
+    if os.environ.get(WRITE_ENV) != "1":
+        return
     selected = _SELECTION["items"]
     files = {n.split("::")[0].rsplit("/", 1)[-1] for n in selected}
     expected = {p.name for p in HERE.glob("test_*.py")}
     if not selected or files != expected or _SELECTION["deselected"] or set(_REPORTED) != set(selected):
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter and selected:
+            reporter.write_line(f"{WRITE_ENV}=1: {DOC.relative_to(REPO)} not written: not every reliability test "
+                                "ran (run the whole of tests/reliability, nothing deselected)", yellow=True)
         return
     for c in _CASES:
         c.status = {"passed": "pass", "failed": "FAIL", "skipped": "skipped"}.get(_REPORTED.get(c.node, ""), "not run")
@@ -171,9 +212,10 @@ def render(cases: list[Case], nodes: list[str]) -> str:
     lines = [
         "# Reliability: injected faults and bad inputs",
         "",
-        f"Generated by `{COMMAND}` (tests/reliability/conftest.py) each time the whole suite runs; "
-        "do not edit by hand. Each row is one test that fails when its promise breaks; a failed "
-        "test's row reads FAIL.",
+        f"Generated by `{COMMAND}` ({WRITE_ENV}=1 pytest tests/reliability; tests/reliability/conftest.py), "
+        "which runs the whole suite; do not edit by hand. Each row is one test that fails when its promise "
+        "breaks; a failed test's row reads FAIL. tests/test_reliability_doc.py checks that the rows are "
+        "the cases the suite declares.",
         "",
         "Every case runs against a real ML-100K pipeline: a champion promoted for 1998-03-01, then the "
         "1998-03-02 run broken as described, its steps run through `mtrec.airflow_glue."

@@ -54,6 +54,13 @@ class Bad:
     count: Callable[[int, int], int | None]   # (rows of the day, bytes of the file) -> the count named
     quarantined: bool = True
 
+    @property
+    def promise(self) -> str:
+        if self.quarantined:
+            return (f"{self.step} refuses it naming file, column and count; nothing trains; day quarantined "
+                    "byte-identical; champion untouched")
+        return f"{self.step} refuses it naming the day's directory and 0 rows; nothing trains; champion untouched"
+
 
 ROWS = lambda rows, size: rows  # noqa: E731 - a schema failure makes every row of the file unusable
 
@@ -106,12 +113,10 @@ def assert_refused_before_training(ws: Workspace, outcome, step: str, before: di
     assert ws.registry_state() == before
 
 
+@pytest.mark.case("bad input", "{bad.name}", "{bad.injected}", "{bad.promise}")
 @pytest.mark.parametrize("bad", DAY_CASES, ids=lambda b: b.name)
 def test_bad_day_stops_the_run_names_it_and_quarantines_it(ws, case, bad):
-    c = case("bad input", bad.name, bad.injected,
-             f"{bad.step} refuses it naming file, column and count; nothing trains; day quarantined "
-             "byte-identical; champion untouched" if bad.quarantined else
-             f"{bad.step} refuses it naming the day's directory and 0 rows; nothing trains; champion untouched")
+    c = case()
     part = ws.part(D1)
     rows, before = len(pd.read_parquet(part)), ws.registry_state()
     bad.inject(part)
@@ -163,10 +168,11 @@ ENTITY_CASES = [
 ]
 
 
+@pytest.mark.case("bad input", "{name}", "{injected}", "{promise}")
 @pytest.mark.parametrize("name, injected, promise, mutate, named", ENTITY_CASES, ids=[e[0] for e in ENTITY_CASES])
 def test_bad_entity_table_stops_the_run(ws, case, name, injected, promise, mutate, named):
     """NaN is a legal missing value (the encoder uses the mean; KuaiRand ships NaNs); +-inf is not."""
-    c = case("bad input", name, injected, promise)
+    c = case()
     items = ws.layout.entity_table("items") / "part-0.parquet"
     before, rows = ws.registry_state(), len(pd.read_parquet(items))
     rewrite(items, mutate)
@@ -181,14 +187,15 @@ def test_bad_entity_table_stops_the_run(ws, case, name, injected, promise, mutat
     c.quarantine = "table quarantined, byte-identical"
 
 
+@pytest.mark.case("bad input", "feature row stamped after the event (leakage)",
+                  "users table: a new profile (occupation FUTURE, age 999) stamped 1 s after a run-day event",
+                  "no error (a later profile version is legal); the joined training set never uses the row "
+                  "for events before its stamp, and does use it after")
 def test_feature_row_stamped_after_the_event_is_never_joined(ws, case):
     """Leakage: a user-profile row stamped one second after one of the user's events. That event
     must join the old profile and the user's later events the new one: the point-in-time join
     (Feast, DuckDB offline store) is what prevents leakage, so it is the outcome asserted."""
-    c = case("bad input", "feature row stamped after the event (leakage)",
-             "users table: a new profile (occupation FUTURE, age 999) stamped 1 s after a run-day event",
-             "no error (a later profile version is legal); the joined training set never uses the row "
-             "for events before its stamp, and does use it after")
+    c = case()
     events = pd.read_parquet(ws.part(D1)).sort_values(TIMESTAMP)
     repeat = events[events.duplicated("user_id", keep=False)]
     probe = repeat.iloc[0]
@@ -215,6 +222,8 @@ def test_feature_row_stamped_after_the_event_is_never_joined(ws, case):
 
 # ----------------------------------------------------------------------------- the trigger form
 
+@pytest.mark.case("bad input", "trigger form: {name}", "form {params}",
+                  "the first task (fetch) fails without retry, naming the value and the known ones; nothing runs")
 @pytest.mark.parametrize("name, params, match", [
     ("unknown data set", {"dataset": "no_such_set"}, "unknown dataset 'no_such_set'"),
     ("unknown backbone", {"backbone": "transformer_xl"}, "unknown backbone 'transformer_xl'"),
@@ -223,8 +232,7 @@ def test_feature_row_stamped_after_the_event_is_never_joined(ws, case):
 def test_unknown_name_in_the_trigger_form_fails_the_first_task(ws, case, name, params, match):
     from airflow.sdk.exceptions import AirflowFailException
 
-    c = case("bad input", f"trigger form: {name}", f"form {params}",
-             "the first task (fetch) fails without retry, naming the value and the known ones; nothing runs")
+    c = case()
     before = ws.registry_state()
     outcome = run_steps(STEPS, D1, form(**params))
     c.error = outcome.message
@@ -259,6 +267,9 @@ ESCAPES = [
 ]
 
 
+@pytest.mark.case("bad input", "run conf path escape: {name}",
+                  lambda params, conf, **_: f"form {params}" + (f", dag_run.conf {conf}" if conf else ""),
+                  "refused at the first task without retry (ConfigError/SpecError); nothing written outside MTREC_HOME")
 @pytest.mark.parametrize("name, params, conf, match", ESCAPES, ids=[e[0] for e in ESCAPES])
 def test_run_conf_paths_cannot_leave_the_roots(ws, case, monkeypatch, name, params, conf, match):
     """The form is filled in by whoever may trigger the DAG. Names become path components and must
@@ -266,8 +277,7 @@ def test_run_conf_paths_cannot_leave_the_roots(ws, case, monkeypatch, name, para
     the system temp directory that holds this test is not allowed either)."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    c = case("bad input", f"run conf path escape: {name}", f"form {params}" + (f", dag_run.conf {conf}" if conf else ""),
-             "refused at the first task without retry (ConfigError/SpecError); nothing written outside MTREC_HOME")
+    c = case()
     monkeypatch.setenv("MTREC_FORM_PATH_ROOTS", "")
     outside = ws.home.parent / "outside"
     outside.mkdir()
@@ -283,14 +293,15 @@ def test_run_conf_paths_cannot_leave_the_roots(ws, case, monkeypatch, name, para
     c.quarantine, c.champion = "n/a", "unchanged (bytes)"
 
 
+@pytest.mark.case("bad input", "run conf paths inside MTREC_HOME (control)",
+                  "form paths.artifacts 'artifacts-b' and '$MTREC_HOME/artifacts-c'; a scratch home in the temp dir "
+                  "with MTREC_FORM_PATH_ROOTS unset",
+                  "accepted: the escape checks refuse only what leaves the allowed roots")
 def test_form_paths_inside_the_home_are_still_accepted(ws, case, monkeypatch):
     """The rule keeps legitimate use: a directory inside MTREC_HOME, relative or absolute."""
     from mtrec.airflow_glue import overrides_from_context
 
-    c = case("bad input", "run conf paths inside MTREC_HOME (control)",
-             "form paths.artifacts 'artifacts-b' and '$MTREC_HOME/artifacts-c'; a scratch home in the temp dir "
-             "with MTREC_FORM_PATH_ROOTS unset",
-             "accepted: the escape checks refuse only what leaves the allowed roots")
+    c = case()
     monkeypatch.setenv("MTREC_FORM_PATH_ROOTS", "")
     for value in ("artifacts-b", str(ws.home / "artifacts-c")):
         ctx = ws.ctx(D1, form(overrides={"paths.artifacts": value}))

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import torch
 
 from core import registry
@@ -37,6 +38,10 @@ def same_weights(a: Path, b: Path) -> bool:
 KILL_SETS = ["run.model_name=kill9", "train.max_epochs=2", "train.patience=9", "train.batch_size=16"]
 
 
+@pytest.mark.case("fault", "kill -9 of training mid-epoch, then rerun",
+                  "SIGKILL to `python -m mtrec train` during epoch 2 of 2",
+                  "the rerun resumes from train_state.pt (epoch 1) and ends with weights bitwise identical to an "
+                  "uninterrupted run; no model.pt before that")
 def test_kill_9_mid_epoch_then_rerun_resumes_to_the_same_weights(ws, case):
     """`python -m mtrec train` is SIGKILLed while in epoch 2 of 2 (train_state.pt holds epoch
     1); the same command run again resumes after epoch 1 and ends with weights bitwise identical
@@ -47,10 +52,7 @@ def test_kill_9_mid_epoch_then_rerun_resumes_to_the_same_weights(ws, case):
     from core.layout import RunFiles
     from core.spec import load_spec
 
-    c = case("fault", "kill -9 of training mid-epoch, then rerun",
-             "SIGKILL to `python -m mtrec train` during epoch 2 of 2",
-             "the rerun resumes from train_state.pt (epoch 1) and ends with weights bitwise identical to an "
-             "uninterrupted run; no model.pt before that")
+    c = case()
     run_dir = ws.run_dir(D0, "kill9")
     shutil.copytree(ws.run_dir(D0) / "dataset", run_dir / "dataset")
     cmd = [sys.executable, "-m", "mtrec", "train", "--dataset", "ml100k", "--date", D0]
@@ -119,11 +121,12 @@ def _promote_killed_at_flip(date: str) -> None:
     os._exit(0)
 
 
+@pytest.mark.case("fault", "crash between export and promotion",
+                  "D1 exported; promote never runs, then promote is killed (exit 137) at the champion.json rename",
+                  "champion.json untouched after export and after the crash; a rerun promotes exactly once; a "
+                  "second rerun changes nothing")
 def test_crash_between_export_and_promotion_then_rerun_promotes_once(ws, case):
-    c = case("fault", "crash between export and promotion",
-             "D1 exported; promote never runs, then promote is killed (exit 137) at the champion.json rename",
-             "champion.json untouched after export and after the crash; a rerun promotes exactly once; a "
-             "second rerun changes nothing")
+    c = case()
     reg = ws.registry_dir
     before = ws.registry_state()
     champion_before = (reg / registry.CHAMPION).read_bytes()
@@ -187,6 +190,12 @@ def check_run_dir(run_dir: Path, date: str) -> dict:
     return json.loads((run_dir / "promotion.json").read_text())
 
 
+@pytest.mark.case("fault", "two runs for different dates at once", f"whole runs for {D1} and {D2} concurrently",
+                  "both run dirs complete and self-consistent; every file parses; the registry holds one "
+                  "champion whose history replays; a run promotes only if it became that champion")
+@pytest.mark.case("fault", "two runs for the same date at once", f"two whole runs for {D2} concurrently",
+                  "both succeed with identical weights and ONNX (or one wins); no torn or temp file; the run "
+                  "dir is consistent; the registry holds at most one promotion of it")
 def test_overlapping_runs_for_two_dates_and_for_one_date(ws, case):
     """Three whole runs at once in processes of their own, through the DAG's glue: 1998-03-02 and
     1998-03-03 (different dates, as a backfill with max_active_runs > 1 does), and 1998-03-03 a
@@ -194,12 +203,7 @@ def test_overlapping_runs_for_two_dates_and_for_one_date(ws, case):
     Feast registry and online store, the GX data docs, the run directory (same date) and the
     model registry. The processes are forked from one that imported the heavy libraries (as an
     Airflow executor forks its task runners), which saves each one seconds of imports."""
-    diff = case("fault", "two runs for different dates at once", f"whole runs for {D1} and {D2} concurrently",
-                "both run dirs complete and self-consistent; every file parses; the registry holds one "
-                "champion whose history replays; a run promotes only if it became that champion")
-    same = case("fault", "two runs for the same date at once", f"two whole runs for {D2} concurrently",
-                "both succeed with identical weights and ONNX (or one wins); no torn or temp file; the run "
-                "dir is consistent; the registry holds at most one promotion of it")
+    diff, same = case()
     before = registry.current_champion(ws.registry_dir)
     steps = STEPS[1:]  # fetch: the source is in place
     outs = ws.drive_jobs({"a": (D1, steps), "b": (D2, steps), "c": (D2, steps)}, "overlap")
@@ -254,6 +258,11 @@ def _mount_tmpfs_works(probe: Path) -> bool:
     return done.returncode == 0 and not os.environ.get("MTREC_RELIABILITY_NO_TMPFS")
 
 
+@pytest.mark.case("fault", "full disk on artifact write",
+                  "the train step's run dir on a tmpfs with room for the dataset only (or RLIMIT_FSIZE below "
+                  "train_state.pt's size where no tmpfs can be mounted)",
+                  "a clear error naming the file and the full disk; no partial model.pt/train_state.pt and no "
+                  "temp file visible; dataset intact; champion untouched")
 def test_full_disk_under_an_artifact_write(ws, case, tmp_path):
     """The train step writes train_state.pt and model.pt into a run directory on a filesystem that
     is full: a private tmpfs (a mount namespace of the step's own process) sized for the dataset
@@ -261,11 +270,7 @@ def test_full_disk_under_an_artifact_write(ws, case, tmp_path):
     path with MTREC_RELIABILITY_NO_TMPFS=1)."""
     import resource
 
-    c = case("fault", "full disk on artifact write",
-             "the train step's run dir on a tmpfs with room for the dataset only (or RLIMIT_FSIZE below "
-             "train_state.pt's size where no tmpfs can be mounted)",
-             "a clear error naming the file and the full disk; no partial model.pt/train_state.pt and no "
-             "temp file visible; dataset intact; champion untouched")
+    c = case()
     out = run_steps(["features", "validate", "materialize", "dataset"], D1)
     assert out.failed is None, out.message
     run_dir = ws.run_dir(D1)
@@ -273,7 +278,7 @@ def test_full_disk_under_an_artifact_write(ws, case, tmp_path):
     before = ws.registry_state()
     steps, params = ["train"], form(overrides={"train.max_epochs": 2})
     if _mount_tmpfs_works(tmp_path / "probe"):
-        c.injected += "; used: tmpfs (ENOSPC)"
+        used = "on the tmpfs: ENOSPC"
         staged = tmp_path / "staged"
         shutil.move(str(run_dir), staged)
         run_dir.mkdir()
@@ -283,7 +288,7 @@ def test_full_disk_under_an_artifact_write(ws, case, tmp_path):
         proc = ws.drive(D1, steps, params, list_dir=run_dir, log_name="full-disk",
                         prefix=["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script, "sh"])
     else:
-        c.injected += "; used: RLIMIT_FSIZE (EFBIG)"
+        used = "under RLIMIT_FSIZE: EFBIG"
         limit = 128 << 10
 
         def cap():
@@ -298,7 +303,7 @@ def test_full_disk_under_an_artifact_write(ws, case, tmp_path):
     assert proc.returncode == 1 and failure["step"] == "train"
     assert failure["type"] == "ArtifactWriteError", failure
     assert "train_state.pt" in failure["error"] and ("full" in failure["error"] or "too large" in failure["error"])
-    c.stopped = "train failed at its first artifact write"
+    c.stopped = f"train failed at its first artifact write ({used})"
     visible = set(listing)
     assert not {"model.pt", "train_state.pt", "train_log.json"} & visible, visible
     assert not [n for n in visible if Path(n).name.startswith(".")], f"temp files left: {visible}"

@@ -11,6 +11,7 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
 import torch
 
 from reliability_harness import D0, D1, REPO, SECRET, SECRET_ENV, form, run_steps, task_context
@@ -55,11 +56,12 @@ def text_files(paths) -> list[tuple[str, str]]:
     return out
 
 
+@pytest.mark.case("security", "no secret in the repository",
+                  "scan of every git-tracked file (and untracked, not ignored: about to be committed)",
+                  "no private key, cloud key, token, password in a URL or credential assignment; the only "
+                  "allowed one is listed with its reason")
 def test_no_secret_in_the_repository(case):
-    c = case("security", "no secret in the repository",
-             "scan of every git-tracked file (and untracked, not ignored: about to be committed)",
-             "no private key, cloud key, token, password in a URL or credential assignment; the only "
-             "allowed one is listed with its reason")
+    c = case()
     names = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO,
                            capture_output=True, text=True, check=True).stdout.split("\0")
     files = [(n, REPO / n) for n in names if n and (REPO / n).is_file()]
@@ -71,16 +73,17 @@ def test_no_secret_in_the_repository(case):
     c.error += "; allowed: " + "; ".join(f"{f} {v!r} ({why})" for (f, v), why in ALLOWED.items())
 
 
+@pytest.mark.case("security", "no secret in logs or artifacts",
+                  f"a secret in ${SECRET_ENV} (and a credential-looking Airflow connection) in every run's environment; "
+                  "a failing task and its on_failure_callback record",
+                  "the secret appears in no log line and no file under data/ or artifacts/; logs match no secret pattern")
 def test_no_secret_in_logs_or_artifacts(scenario, ws, case, monkeypatch):
     """The scenario's run (and every run this session launched: their stderr is kept in the logs
     folder) had a secret in its environment; a failed task's record is written too. The secret
     must appear in no log and no file a run wrote, and the logs hold nothing that looks secret."""
     from mtrec.airflow_glue import record_failure
 
-    c = case("security", "no secret in logs or artifacts",
-             f"a secret in ${SECRET_ENV} (and a credential-looking Airflow connection) in every run's environment; "
-             "a failing task and its on_failure_callback record",
-             "the secret appears in no log line and no file under data/ or artifacts/; logs match no secret pattern")
+    c = case()
     monkeypatch.setenv("AIRFLOW_CONN_MTREC_TEST", f"postgresql://mtrec:{SECRET}@db.invalid:5432/mtrec")
     out = run_steps(["validate"], D1, form(overrides={"validate.min_rows_per_day": 10**9}))
     assert out.failed == "validate"
@@ -150,11 +153,12 @@ def unsafe_loads(path: Path, production: bool) -> list[str]:
     return found
 
 
+@pytest.mark.case("security", "safe loaders only (static)",
+                  "AST scan of every .py file in the repository",
+                  "every torch.load passes weights_only=True (tests too); production code calls no pickle/dill/"
+                  "joblib load, read_pickle, np.load(allow_pickle), yaml.load without SafeLoader or marshal")
 def test_every_load_is_safe(case):
-    c = case("security", "safe loaders only (static)",
-             "AST scan of every .py file in the repository",
-             "every torch.load passes weights_only=True (tests too); production code calls no pickle/dill/"
-             "joblib load, read_pickle, np.load(allow_pickle), yaml.load without SafeLoader or marshal")
+    c = case()
     files = python_files()
     found = [hit for path in files for hit in unsafe_loads(path, not str(path.relative_to(REPO)).startswith("tests/"))]
     loads = sum(len(re.findall(r"\btorch\.load\(", p.read_text())) for p in files)
@@ -174,14 +178,15 @@ class Payload:
         return builtins.exec, (f"open({self.marker!r}, 'w').write('pwned')",)
 
 
+@pytest.mark.case("security", "malicious pickle as model.pt / train_state.pt",
+                  "model.pt and train_state.pt replaced by torch.save'd objects whose __reduce__ runs exec()",
+                  "evaluate fails naming the unsupported global (weights_only=True); train logs the state as "
+                  "unreadable and trains afresh; the payload never runs; champion untouched")
 def test_a_malicious_checkpoint_is_refused(ws, case, caplog):
     """model.pt and train_state.pt replaced by pickles whose loading would run code. The payload is
     live (plain pickle.loads runs it), yet evaluate refuses model.pt with a clear error and train
     ignores the state file (it trains afresh, logged), and the marker is never written."""
-    c = case("security", "malicious pickle as model.pt / train_state.pt",
-             "model.pt and train_state.pt replaced by torch.save'd objects whose __reduce__ runs exec()",
-             "evaluate fails naming the unsupported global (weights_only=True); train logs the state as "
-             "unreadable and trains afresh; the payload never runs; champion untouched")
+    c = case()
     marker = ws.home / "PWNED"
     pickle.loads(pickle.dumps(Payload(ws.home / "CONTROL")))
     assert (ws.home / "CONTROL").read_text() == "pwned"  # the payload is live
