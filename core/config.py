@@ -2,18 +2,31 @@
 
 Config flows one way: params.yaml, then the run conf from the Airflow trigger form (or CLI flags)
 as overrides, then builders. Nothing else reads params.yaml.
+
+Every block is checked against its dataclass (through pydantic): an unknown block or key, at any
+level, is a ConfigError that names it and lists the known ones, and values are converted to the
+fields' types (lists to tuples, strings to Paths) or refused. The `model.backbone` and
+`model.transfer` blocks are plain dicts here; the models layer owns their typed config classes
+and checks them (models.build.check_model_config), since this module cannot import models/.
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
+import datetime as _dt
+import functools
 import os
 import re
 import tempfile
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
+from typing_extensions import TypedDict, is_typeddict  # pydantic needs this TypedDict on Python < 3.12
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PARAMS = REPO_ROOT / "params.yaml"
@@ -23,6 +36,10 @@ class ConfigError(ValueError):
     """params.yaml or a run conf holds a value the pipeline cannot use."""
 
 
+_STRICT_KEYS = ConfigDict(extra="forbid")   # a block's unknown key is an error, never dropped
+
+
+@with_config(_STRICT_KEYS)
 @dataclass(frozen=True)
 class WindowParams:
     train_days: int
@@ -30,6 +47,7 @@ class WindowParams:
     test_days: int = 1
 
 
+@with_config(_STRICT_KEYS)
 @dataclass(frozen=True)
 class TrainParams:
     seed: int = 7
@@ -42,33 +60,41 @@ class TrainParams:
     grad_clip_norm: float = 5.0
 
 
+@with_config(_STRICT_KEYS)
 @dataclass(frozen=True)
 class ModelParams:
     embedding_dim: int = 16
     tower_hidden: tuple[int, ...] = (32,)
-    backbone: dict = field(default_factory=lambda: {"name": "mmoe"})
-    transfer: dict = field(default_factory=lambda: {"name": "none"})
+    # {"name": ..., hyper-parameters}: checked against the method's config class by the models
+    # layer (models.build.check_model_config), e.g. models.backbones.mmoe.MMoEConfig
+    backbone: dict[str, Any] = field(default_factory=lambda: {"name": "mmoe"})
+    transfer: dict[str, Any] = field(default_factory=lambda: {"name": "none"})
 
 
+@with_config(_STRICT_KEYS)
+class EcpmParams(TypedDict, total=False):
+    """gate.ecpm (read by components.gate): a plain dict whose keys are checked."""
+
+    k: int                            # top-k candidates per request
+    min_uplift_lower: float | None    # lower bound of the uplift interval must clear this
+    bootstrap: int                    # paired resamples of requests
+    confidence: float
+    seed: int
+
+
+@with_config(_STRICT_KEYS)
 @dataclass(frozen=True)
 class GateParams:
     """Promotion policy. Per-task AUC floors name tasks, so they live in each dataset spec's
     `gate:` block; params.yaml holds what applies to every data set."""
 
-    auc_floor: dict = field(default_factory=dict)
+    auc_floor: dict[str, float] = field(default_factory=dict)
     max_auc_drop: float | None = None
     # predicted/observed positive rate on the test day, for each task with an AUC floor
     calibration_band: tuple[float, float] | None = None
     # eCPM proxy: {k, min_uplift_lower, bootstrap, confidence, seed}; the lower bound of the
     # paired-bootstrap interval of the relative uplift vs the champion must be >= min_uplift_lower
-    ecpm: dict = field(default_factory=dict)
-
-    def merged(self, overrides: dict) -> "GateParams":
-        fields = {**self.__dict__, **(overrides or {})}
-        if fields.get("calibration_band") is not None:
-            fields["calibration_band"] = tuple(float(x) for x in fields["calibration_band"])
-        fields["ecpm"] = {**self.ecpm, **((overrides or {}).get("ecpm") or {})}
-        return GateParams(**fields)
+    ecpm: EcpmParams = field(default_factory=dict)
 
     @property
     def configured(self) -> bool:
@@ -76,6 +102,7 @@ class GateParams:
                     or self.ecpm.get("min_uplift_lower") is not None)
 
 
+@with_config(_STRICT_KEYS)
 @dataclass(frozen=True)
 class ExportParams:
     opset: int = 18
@@ -86,6 +113,7 @@ class ExportParams:
     latency_warmup: int = 10
 
 
+@with_config(_STRICT_KEYS)
 @dataclass(frozen=True)
 class ValidateParams:
     """Thresholds for the run day's checks; a dataset spec's `validation:` block overrides them."""
@@ -97,13 +125,8 @@ class ValidateParams:
     positive_rate_band: tuple[float, float] = (0.5, 2.0)    # x trailing median positive rate
     positive_rate_max_z: float = 6.0       # ...unless within this many binomial std devs
 
-    def merged(self, overrides: dict) -> "ValidateParams":
-        fields = {**self.__dict__, **(overrides or {})}
-        for key in ("row_count_band", "positive_rate_band"):
-            fields[key] = tuple(float(x) for x in fields[key])
-        return ValidateParams(**fields)
 
-
+@with_config(_STRICT_KEYS)
 @dataclass(frozen=True)
 class VersioningParams:
     """The `version` step (components/version.py): where a run's inputs and outputs are pushed.
@@ -151,57 +174,198 @@ def _apply_spec_blocks(raw: dict, dataset: str | None) -> dict:
     return raw
 
 
-def home() -> Path:
-    """Root that relative paths in params.yaml resolve from (MTREC_HOME, else the checkout)."""
-    return Path(os.environ.get("MTREC_HOME", REPO_ROOT)).resolve()
+@with_config(_STRICT_KEYS)
+class RunBlock(TypedDict, total=False):
+    """params.yaml `run:` (becomes Params.dataset, .date, .model_name)."""
+
+    dataset: str
+    date: str
+    model_name: str | None
+
+
+@with_config(_STRICT_KEYS)
+class PathsBlock(TypedDict, total=False):
+    """params.yaml `paths:` (becomes Params.data_root, .artifacts_root; relative: from MTREC_HOME)."""
+
+    data: str | Path
+    artifacts: str | Path
+
+
+# params.yaml's top-level blocks and the type each is checked against.
+BLOCKS: dict[str, type] = {
+    "run": RunBlock, "paths": PathsBlock, "window": WindowParams, "validate": ValidateParams,
+    "train": TrainParams, "model": ModelParams, "gate": GateParams, "export": ExportParams,
+    "versioning": VersioningParams,
+}
 
 
 def load_params(path: Path | None = None, overrides: dict[str, Any] | None = None) -> Params:
     """Load params.yaml (or $MTREC_PARAMS) and apply run-conf overrides (dotted keys or shortcuts).
 
     Shortcuts accepted from the trigger form / CLI: dataset, date, model_name, backbone (a name),
-    transfer (a name), train_days. Dotted keys ("train.max_epochs") reach any field.
+    transfer (a name), train_days. Dotted keys ("train.max_epochs") reach any field; an unknown
+    block or key is a ConfigError listing the known ones.
     """
     path = path or Path(os.environ.get("MTREC_PARAMS", DEFAULT_PARAMS))
     raw = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of blocks ({', '.join(BLOCKS)}), got {type(raw).__name__}")
+    _check_blocks(raw, f"{path}")
     # Precedence: params.yaml < the dataset spec's validation:/gate: blocks < the run conf.
-    raw = _apply_spec_blocks(raw, (overrides or {}).get("dataset") or raw.get("run", {}).get("dataset"))
+    raw = _apply_spec_blocks(raw, (overrides or {}).get("dataset") or (raw.get("run") or {}).get("dataset"))
     raw = _apply_overrides(raw, overrides or {})
-    try:
-        run, paths = raw["run"], raw.get("paths", {})
-        model_raw = dict(raw.get("model", {}))
-        model_raw["tower_hidden"] = tuple(model_raw.get("tower_hidden", (32,)))
-        export_raw = dict(raw.get("export", {}))
-        for key in ("parity_batch_sizes", "latency_batch_sizes"):
-            if key in export_raw:
-                export_raw[key] = tuple(export_raw[key])
-        params = Params(
-            dataset=str(run["dataset"]),
-            date=str(run["date"]),
-            model_name=str(run.get("model_name") or model_raw.get("backbone", {}).get("name", "model")),
-            data_root=_resolve(paths.get("data", "data")),
-            artifacts_root=_resolve(paths.get("artifacts", "artifacts")),
-            window=WindowParams(**raw.get("window", {})),
-            validate=ValidateParams().merged(raw.get("validate", {})),
-            train=TrainParams(**raw.get("train", {})),
-            model=ModelParams(**model_raw),
-            gate=GateParams().merged(raw.get("gate", {})),
-            export=ExportParams(**export_raw),
-            versioning=_versioning(raw.get("versioning") or {}),
-        )
-    except (KeyError, TypeError) as exc:
-        raise ConfigError(f"{path}: missing or unknown parameter: {exc}") from exc
-    _check(params, path)
+    return params_from_dict(raw, where=str(path))
+
+
+def params_from_dict(raw: dict[str, Any], where: str = "params") -> Params:
+    """Params from params.yaml-shaped blocks (what load_params reads after merging, or what
+    params_to_dict wrote): every block and key checked, relative paths resolved from MTREC_HOME."""
+    _check_blocks(raw, where)
+    if isinstance(raw.get("versioning"), dict) and raw["versioning"].get("remote", "") is None:
+        raw = {**raw, "versioning": {**raw["versioning"], "remote": ""}}   # `remote:` left empty in YAML
+    blocks = {name: _validate(cls, raw.get(name) or {}, name) for name, cls in BLOCKS.items()}
+    run, paths, model = blocks["run"], blocks["paths"], blocks["model"]
+    for key in ("dataset", "date"):
+        if key not in run:
+            raise ConfigError(f"{where}: missing run.{key}")
+    versioning = blocks["versioning"]
+    params = Params(
+        dataset=run["dataset"],
+        date=run["date"],
+        model_name=run.get("model_name") or str(model.backbone.get("name", "model")),
+        data_root=_resolve(paths.get("data", "data")),
+        artifacts_root=_resolve(paths.get("artifacts", "artifacts")),
+        window=blocks["window"],
+        validate=blocks["validate"],
+        train=blocks["train"],
+        model=model,
+        gate=blocks["gate"],
+        export=blocks["export"],
+        versioning=dataclasses.replace(versioning, local_remote=_resolve(versioning.local_remote),
+                                       cache=_resolve(versioning.cache)),
+    )
+    _check(params, where)
     return params
 
 
-def _versioning(raw: dict) -> VersioningParams:
-    v = VersioningParams(**raw)
-    return VersioningParams(remote=str(v.remote or ""), local_remote=_resolve(v.local_remote),
-                            cache=_resolve(v.cache), jobs=int(v.jobs))
+def params_to_dict(p: Params) -> dict[str, Any]:
+    """Params as params.yaml-shaped JSON values (paths absolute); params_from_dict reads it back."""
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k): plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return str(value) if isinstance(value, Path) else value
+
+    blocks = {name: plain(dataclasses.asdict(getattr(p, name)))
+              for name in ("window", "validate", "train", "model", "gate", "export", "versioning")}
+    return {"run": {"dataset": p.dataset, "date": p.date, "model_name": p.model_name},
+            "paths": {"data": str(p.data_root), "artifacts": str(p.artifacts_root)}, **blocks}
 
 
-def _resolve(p: str) -> Path:
+def _check_blocks(raw: dict, where: str) -> None:
+    unknown = [k for k in raw if k not in BLOCKS]
+    if unknown:
+        raise ConfigError(f"{where}: unknown params block {unknown[0]!r} (known: {', '.join(BLOCKS)})")
+
+
+def _validate(cls: type, raw: Any, block: str) -> Any:
+    """One block through its type: unknown keys and values of the wrong type are refused."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"params block {block!r} must be a mapping of keys, got {raw!r}")
+    if cls is RunBlock and isinstance(raw.get("date"), _dt.date):
+        raw = {**raw, "date": raw["date"].isoformat()}   # an unquoted YAML date
+    try:
+        return _adapter(cls).validate_python(raw)
+    except ValidationError as exc:
+        raise ConfigError(describe_errors(exc, block, cls)) from None
+
+
+@functools.cache
+def _adapter(cls: type) -> TypeAdapter:
+    return TypeAdapter(cls)
+
+
+def describe_errors(exc: ValidationError, where: str, cls: type | None = None) -> str:
+    """A pydantic ValidationError as one line per problem: an unknown key names the known ones
+    (those of the block or sub-block it sits in), a bad value names the expected type and the
+    default. `where` prefixes every key ("train", "model.backbone")."""
+    problems = []
+    for err in exc.errors():
+        loc = list(err["loc"])
+        # list items are named key[i]; keys are joined with dots
+        names = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+        key = f"{where}.{names}" if where and names else (where or names)
+        value = err.get("input")
+        if err["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
+            known = known_keys(cls, [str(p) for p in loc[:-1]]) if cls is not None else []
+            problems.append(f"unknown key {key!r}" + (f" (known: {', '.join(known)})" if known else ""))
+        elif err["type"] in _MISSING and loc and isinstance(loc[-1], int):   # a tuple too short
+            problems.append(f"{key.rsplit('[', 1)[0]} has too few items, got {value!r}")
+        elif err["type"] in _MISSING:
+            problems.append(f"missing key {key!r}")
+        elif err["type"] in _TYPE_NAMES:
+            default = default_value(cls, [str(p) for p in loc]) if cls is not None else None
+            like = f" like its default {default!r}" if default is not None else ""
+            problems.append(f"{key} must be {_TYPE_NAMES[err['type']]}{like}, got {value!r} ({type(value).__name__})")
+        else:
+            problems.append(f"{key}: {err['msg']}, got {value!r}")
+    return "; ".join(problems)
+
+
+_MISSING = ("missing", "missing_keyword_argument", "missing_argument")
+_TYPE_NAMES = {"bool_type": "a bool", "bool_parsing": "a bool", "int_type": "an int", "int_parsing": "an int",
+               "int_from_float": "an int", "float_type": "a float", "float_parsing": "a float",
+               "string_type": "a str", "list_type": "a list", "tuple_type": "a list", "dict_type": "a mapping",
+               "path_type": "a path"}
+
+
+def _fields(cls: Any) -> dict[str, Any]:
+    """{key: annotation} of a dataclass, TypedDict or pydantic model (its declared keys, in order)."""
+    fields = getattr(cls, "model_fields", None)
+    if isinstance(fields, dict):  # a pydantic model
+        return {k: f.annotation for k, f in fields.items()}
+    if dataclasses.is_dataclass(cls) or is_typeddict(cls):
+        return typing.get_type_hints(cls)
+    return {}
+
+
+def _strip(annotation: Any) -> Any:
+    """X | None -> X; Annotated[X, ...] -> X."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    is_union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    return args[0] if is_union and len(args) == 1 else annotation
+
+
+def known_keys(cls: Any, path: list[str]) -> list[str]:
+    """The declared keys of cls, or of the sub-block at path (gate -> ecpm)."""
+    for part in path:
+        cls = _strip(_fields(cls).get(part))
+    return list(_fields(cls))
+
+
+def default_value(cls: Any, path: list[str]) -> Any:
+    """The default of the field at path in a dataclass or pydantic model, else None."""
+    if len(path) != 1:
+        return None
+    fields = getattr(cls, "model_fields", None)
+    if fields is not None and path[0] in fields:
+        return None if fields[path[0]].is_required() else fields[path[0]].default
+    if dataclasses.is_dataclass(cls):
+        for f in dataclasses.fields(cls):
+            if f.name == path[0] and f.default is not dataclasses.MISSING:
+                return f.default
+    return None
+
+
+def home() -> Path:
+    """Root that relative paths in params.yaml resolve from (MTREC_HOME, else the checkout)."""
+    return Path(os.environ.get("MTREC_HOME", REPO_ROOT)).resolve()
+
+
+def _resolve(p: str | Path) -> Path:
     p = Path(p)
     return (p if p.is_absolute() else home() / p).resolve()
 
@@ -215,8 +379,12 @@ _SHORTCUTS = {
 
 
 def _apply_overrides(raw: dict, overrides: dict[str, Any]) -> dict:
+    """Apply the run conf to params.yaml's blocks. `backbone` and `transfer` pick a block first,
+    whatever their place in the conf, so dotted keys refine the chosen block: a form's `transfer:
+    ektm` with overrides {"model.transfer.alpha": 0.1} is EKTM with alpha 0.1."""
     raw = copy.deepcopy(raw)
-    for key, value in overrides.items():
+    picks_first = sorted(overrides.items(), key=lambda kv: kv[0] not in ("backbone", "transfer"))  # stable
+    for key, value in picks_first:
         if value is None:
             continue
         if key == "backbone":
@@ -233,22 +401,27 @@ def _apply_overrides(raw: dict, overrides: dict[str, Any]) -> dict:
             continue
         dotted = _SHORTCUTS.get(key, key)
         if "." not in dotted:
-            raise ConfigError(f"unknown run-conf key {key!r}")
-        node = raw
+            known = ", ".join([*_SHORTCUTS, "backbone", "transfer"])
+            raise ConfigError(f"unknown run-conf key {key!r} (known: {known}, or a dotted params key such as "
+                              f"train.max_epochs)")
         *parents, leaf = dotted.split(".")
-        for part in parents:
+        if parents[0] not in BLOCKS:
+            raise ConfigError(f"unknown run-conf key {key!r}: no params block {parents[0]!r} "
+                              f"(known: {', '.join(BLOCKS)})")
+        node = raw
+        for i, part in enumerate(parents):
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"run-conf key {key!r}: {'.'.join(parents[:i + 1])} is a value, not a block")
         node[leaf] = value
     return raw
 
 
-def _check(p: Params, path: Path) -> None:
-    import datetime as dt
-
+def _check(p: Params, where: str) -> None:
     try:
         if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", p.date):  # fromisoformat also takes 19980301, 1998-W09-1
             raise ValueError(p.date)
-        dt.date.fromisoformat(p.date)
+        _dt.date.fromisoformat(p.date)
     except ValueError as exc:
         raise ConfigError(f"run date {p.date!r} is not YYYY-MM-DD") from exc
     for name, value in (("dataset", p.dataset), ("model_name", p.model_name)):
@@ -256,7 +429,7 @@ def _check(p: Params, path: Path) -> None:
             raise ConfigError(f"{name} {value!r} must be a plain identifier (letters, digits, _ and -)")
     w = p.window
     if min(w.train_days, w.valid_days, w.test_days) < 1:
-        raise ConfigError(f"{path}: window sizes must be >= 1, got {w}")
+        raise ConfigError(f"{where}: window sizes must be >= 1, got {w}")
 
 
 # ------------------------------------------------------------------ checks on an untrusted run conf

@@ -84,6 +84,11 @@ class RunFiles:
     root: Path
 
     @property
+    def params_resolved(self) -> Path:
+        """The run's params and dataset spec as the first task resolved them (core.context)."""
+        return self.root / "params.resolved.json"
+
+    @property
     def dataset_dir(self) -> Path:
         return self.root / "dataset"
 

@@ -138,7 +138,15 @@ def load_spec(name: str, spec_dir: Path | None = None) -> DatasetSpec:
     if not path.is_file():
         known = sorted(p.stem for p in spec_dir.glob("*.yaml"))
         raise SpecError(f"unknown dataset {name!r}: no spec at {path} (known: {', '.join(known)})")
-    raw = yaml.safe_load(path.read_text())
+    spec = spec_from_dict(yaml.safe_load(path.read_text()), where=str(path))
+    if spec.name != name:
+        raise SpecError(f"{path}: name field {spec.name!r} differs from the file name {name!r}")
+    return spec
+
+
+def spec_from_dict(raw: dict, where: str = "dataset spec") -> DatasetSpec:
+    """A DatasetSpec from the spec file's mapping (a YAML file's, or spec_to_dict's), checked."""
+    path = where
     try:
         feats = raw["features"]
         tasks = tuple(Task(t["name"], t["type"], t.get("parent")) for t in raw["tasks"])
@@ -176,9 +184,23 @@ def load_spec(name: str, spec_dir: Path | None = None) -> DatasetSpec:
     dupes = sorted({c for c in all_features if all_features.count(c) > 1})
     if dupes:
         raise SpecError(f"{path}: feature names used twice: {dupes}")
-    if spec.name != name:
-        raise SpecError(f"{path}: name field {spec.name!r} differs from the file name {name!r}")
     return spec
+
+
+def spec_to_dict(spec: DatasetSpec) -> dict:
+    """The spec file's mapping (JSON values) for a DatasetSpec; spec_from_dict reads it back."""
+    keys = {"user": spec.user_key, "item": spec.item_key, **({"request": spec.request_key} if spec.request_key else {})}
+    group = lambda g: {"categorical": list(g.categorical), "numeric": list(g.numeric)}  # noqa: E731
+    agg = spec.aggregates
+    return {
+        "name": spec.name, "source": spec.source, "keys": keys,
+        "tasks": [{"name": t.name, "type": t.type, **({"parent": t.parent} if t.parent else {})} for t in spec.tasks],
+        "features": {"event": group(spec.event), "user": group(spec.user), "item": group(spec.item)},
+        "value_model": spec.value_model,
+        "aggregates": None if agg is None else {"windows": list(agg.windows), "rate_windows": list(agg.rate_windows),
+                                                "rate_tasks": list(agg.rate_tasks), "smoothing": agg.smoothing},
+        "validation": spec.validation, "gate": spec.gate,
+    }
 
 
 def _aggregates(raw: dict | None) -> Aggregates | None:

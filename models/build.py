@@ -12,16 +12,26 @@ from typing import Mapping, Sequence
 
 import torch
 
-from models.backbones import backbone_class, build_backbone, embedding_tables
+from models.backbones import backbone_class, build_backbone, check_backbone, embedding_tables
 from models.embedding import FeatureEmbedding, TaskEmbeddings
 from models.multitask import MultiTaskModel
 from models.towers import Towers
-from models.transfer import build_transfer
+from models.transfer import build_transfer, check_transfer
 from core.atomic import read_json, write_json
 from core.config import ModelParams
 from core.layout import RunFiles
 
 CONFIG_VERSION = 1
+
+
+def check_model_config(model_params: ModelParams) -> None:
+    """The `model.backbone` and `model.transfer` blocks against their config classes (e.g.
+    models.backbones.mmoe.MMoEConfig): an unknown name or key, or a value of the wrong type, is a
+    ConfigError naming the known ones. core.config checks every other block when params load; it
+    cannot import models/, so the first task of a run (mtrec.airflow_glue) and the CLI call this
+    before any step runs, and the builders check again."""
+    check_backbone(model_params.backbone, "model.backbone")
+    check_transfer(model_params.transfer, "model.transfer")
 
 
 def model_config(cardinalities: Sequence[int], n_numeric: int, tasks: Sequence[tuple[str, str]],

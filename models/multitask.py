@@ -10,7 +10,7 @@ class TaskOutputs(dict):
     and `heads`.
 
     `penalties` maps a task to a B tensor that the training loss adds to that task's loss
-    (components.train.task_losses reduces it like the task loss: mean or sum over rows). It is
+    (engine.losses.task_losses reduces it like the task loss: mean or sum over rows). It is
     filled only in training mode: regularisers such as AITM's calibrator or MSSM's L0 gate cost
     shape training and are not part of the served function or of the validation loss.
 

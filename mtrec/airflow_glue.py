@@ -1,24 +1,38 @@
-"""Turn an Airflow task context into a RunContext: the run date is the logical date (UTC)."""
+"""Turn an Airflow task context into a RunContext: the run date is the logical date (UTC).
+
+The first task of a DAG run (fetch) resolves params (params.yaml, the dataset spec's validation:
+and gate: blocks, the trigger form) and the spec once, checks them (every block and key, the
+backbone and transfer names and hyper-parameters), and writes them into the run directory as
+params.resolved.json; its XCom names that file and its sha256. Every later task of the run reads
+the file through that XCom, so an edit to params.yaml or a spec while a run is in flight reaches
+only later runs. A context without a task instance (tests and scripts that call the glue
+directly, outside Airflow) resolves afresh for every step.
+"""
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
-from core.config import check_form_paths, check_model_names
-from core.context import RunContext
-from mtrec.pipeline import run_step
+from core.config import ConfigError, check_form_paths
+from core.context import STEP_NAMES, RunContext
+from mtrec.pipeline import check_config, run_step
+from mtrec.run_conf import FORM_KEYS, form_overrides
+
+FIRST_STEP = STEP_NAMES[0]
+# Keys of the first task's XCom (its return value) that name the run's resolved params.
+RESOLVED_KEY, RESOLVED_SHA_KEY = "params_resolved", "params_resolved_sha256"
 
 
 def overrides_from_context(context: dict[str, Any]) -> dict[str, Any]:
     logical = context.get("logical_date")
     params = dict(context.get("params") or {})
     conf = dict(getattr(context.get("dag_run"), "conf", None) or {})
+    form_overrides(conf, "DAG run conf")  # a key the form does not have is refused, not dropped
     date = conf.get("date") or (logical.astimezone(dt.timezone.utc).date().isoformat() if logical is not None else None)
     if date is None:
         raise ValueError("this DAG run has no logical date and its conf names no 'date': "
                          "trigger it with a logical date (the partition to train)")
-    overrides = dict(params.get("overrides") or {})
-    overrides.update({k: params.get(k) for k in ("dataset", "backbone", "transfer", "train_days")})
+    overrides = form_overrides({k: params.get(k) for k in FORM_KEYS}, "trigger form")
     overrides["date"] = date
     check_form_paths(overrides)  # the form is not the operator: its directories stay in MTREC_HOME
     return overrides
@@ -30,9 +44,11 @@ PERMANENT = ("DataValidationError", "ConfigError", "SpecError", "RowCountError")
 
 def run_step_for_context(step: str, context: dict[str, Any]) -> dict:
     try:
-        ctx = RunContext.create(overrides_from_context(context))
-        check_model_names(ctx.params)  # a bad name fails the first task, not `train` after an hour
+        ctx = context_for_step(step, context)
         result = run_step(step, ctx)
+        if step == FIRST_STEP:  # after the step: a failed first task leaves no run directory behind
+            path, digest = ctx.write_resolved()
+            result.update({RESOLVED_KEY: str(path), RESOLVED_SHA_KEY: digest})
     except Exception as exc:
         if type(exc).__name__ in PERMANENT:
             from airflow.sdk.exceptions import AirflowFailException
@@ -41,6 +57,22 @@ def run_step_for_context(step: str, context: dict[str, Any]) -> dict:
         raise
     annotate_outlets(context, ctx, step, result)
     return result
+
+
+def context_for_step(step: str, context: dict[str, Any]) -> RunContext:
+    """The first task (or any task outside Airflow): resolve and check params now. A later task
+    of a DAG run: the params.resolved.json its run's first task wrote, found through its XCom."""
+    ti = context.get("ti") or context.get("task_instance")
+    if step == FIRST_STEP or ti is None:
+        ctx = RunContext.create(overrides_from_context(context))
+        check_config(ctx.params)  # a bad name or hyper-parameter fails the first task, not `train` after an hour
+        return ctx
+    pushed = ti.xcom_pull(task_ids=FIRST_STEP)
+    if not isinstance(pushed, dict) or not pushed.get(RESOLVED_KEY):
+        raise ConfigError(f"task {FIRST_STEP!r} of this DAG run recorded no {RESOLVED_KEY} in its XCom (got "
+                          f"{type(pushed).__name__}), so this task cannot read the params the run resolved; "
+                          f"clear the run from {FIRST_STEP!r} to resolve them again")
+    return RunContext.from_resolved(pushed[RESOLVED_KEY], pushed.get(RESOLVED_SHA_KEY))
 
 
 def annotate_outlets(context: dict[str, Any], ctx: RunContext, step: str, result: dict) -> None:

@@ -3,6 +3,7 @@
     mtrec run --dataset ml100k --date 1998-03-01          # all steps in one process
     mtrec train --dataset ml100k --date 1998-03-01        # a single step (what DVC stages call)
     mtrec run --date 1998-03-01 --set train.max_epochs=3 --conf '{"backbone": "mmoe"}'
+    mtrec run --conf '{"transfer": "ektm", "overrides": {"model.transfer.alpha": 0.1}}'  # the trigger form's keys
     mtrec models list                                     # champions in artifacts/registry
     mtrec models rollback --dataset ml100k --model mmoe   # serve the previous champion again
     mtrec reproduce ml100k/1998-03-01/mmoe [--retrain]    # a versioned run's model, checked byte for byte
@@ -134,11 +135,14 @@ def main(argv: list[str] | None = None) -> int:
             from mtrec.summary import render
             print(render(ctx))
             return 0
-        from mtrec.pipeline import STEPS, run_step
+        from mtrec.pipeline import STEPS, check_config, run_step
 
+        check_config(ctx.params)  # the backbone and transfer blocks, before any step runs
         steps = list(STEPS) if args.command == "run" else [args.command]
         for step in steps:
             result = run_step(step, ctx)
+            if args.command == "run" and step == STEP_NAMES[0] and rank == 0:
+                ctx.write_resolved()  # what this run resolved, as a DAG run's first task writes it
             if args.command != "run" and rank == 0:
                 print(json.dumps(result, indent=2, default=str))
         if rank != 0:  # torchrun -m mtrec train: rank 0 reports for every rank

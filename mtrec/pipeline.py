@@ -12,7 +12,9 @@ from typing import Any, Callable
 
 from components import (build_features, evaluate, export, fetch, gate, ingest, make_dataset, materialize, promote,
                         report, train, validate, version)
+from core.config import Params, check_model_names
 from core.context import STEP_NAMES, RunContext, to_jsonable
+from models.build import check_model_config
 
 log = logging.getLogger("mtrec")
 
@@ -34,6 +36,14 @@ STEPS: dict[str, Callable[[RunContext], Any]] = {
     "version": version.run,
 }
 assert tuple(STEPS) == STEP_NAMES, "core.context.STEP_NAMES names the same steps in the same order"
+
+
+def check_config(params: Params) -> None:
+    """What load_params cannot check (core may not import models/): the backbone and transfer
+    names (without torch), then their blocks against the config classes (models.build). Run before
+    the first step of a run, by the DAG's first task and by the CLI."""
+    check_model_names(params)
+    check_model_config(params.model)
 
 
 def run_step(name: str, ctx: RunContext) -> dict:

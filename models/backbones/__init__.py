@@ -4,6 +4,9 @@ The contract (one file per backbone):
 - `__init__(in_dim, n_tasks, **hparams)`, in_dim = F * D (the width of one embedding table);
   `out_dim` is the per-task width H; `forward(x) -> K x [B x H]`, where x is B x F x D
   (backbones that want a flat vector call x.flatten(1) themselves).
+- `config_class`: its typed hyper-parameters (a models.hparams.BackboneConfig declared next to it,
+  e.g. MMoEConfig), whose defaults equal the constructor's; a `model.backbone` block is checked
+  against it (check_backbone) before anything is built.
 - Optional class-level declarations, read by build_backbone / models.build:
   - `embedding_tables(n_tasks) -> T`: the backbone wants T separate embedding tables and gets
     x = B x T x F x D (Single-task: T = K; STEM: T = K + 1). Default: one shared table.
@@ -16,11 +19,12 @@ The contract (one file per backbone):
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from torch import nn
 
 from core.config import ConfigError  # a bad name in params or the trigger form: not retried
+from models.hparams import BackboneConfig, documented_configs
 
 from models.backbones.aitm import AITM
 from models.backbones.cross_stitch import CrossStitch
@@ -45,20 +49,13 @@ BACKBONES: dict[str, type[nn.Module]] = {
 }
 
 
+# Each backbone's typed hyper-parameters (models.hparams), e.g. MMoEConfig next to MMoE.
+BACKBONE_CONFIG_CLASSES: dict[str, type[BackboneConfig]] = {name: cls.config_class for name, cls in BACKBONES.items()}
+
 # The `model.backbone` block per backbone as params.yaml documents it (its active block and the
-# commented alternatives; tests/models/test_params_backbones.py keeps the two equal).
-DOCUMENTED_CONFIGS: dict[str, dict] = {
-    "single_task": {"name": "single_task", "hidden": [64]},
-    "shared_bottom": {"name": "shared_bottom", "hidden": [64]},
-    "cross_stitch": {"name": "cross_stitch", "hidden": [64, 32], "init_self": 0.9},
-    "mmoe": {"name": "mmoe", "num_experts": 4, "expert_hidden": [64]},
-    "ple": {"name": "ple", "levels": 2, "num_shared_experts": 2, "num_specific_experts": 1, "expert_hidden": [64]},
-    "stem": {"name": "stem", "num_shared_experts": 1, "num_specific_experts": 1, "expert_hidden": [64]},
-    "mssm": {"name": "mssm", "num_shared_experts": 2, "num_specific_experts": 1, "expert_hidden": [64],
-             "l0_weight": 1.0e-3},
-    "esmm": {"name": "esmm", "hidden": [64]},
-    "aitm": {"name": "aitm", "hidden": [64], "calibrator_weight": 0.6},
-}
+# commented alternatives; tests/models/test_params_backbones.py keeps the two equal): the name and
+# the config class's defaults.
+DOCUMENTED_CONFIGS: dict[str, dict] = documented_configs(BACKBONE_CONFIG_CLASSES)
 
 
 def backbone_class(name: str) -> type[nn.Module]:
@@ -73,6 +70,17 @@ def embedding_tables(name: str, n_tasks: int) -> int:
     return int(cls.embedding_tables(n_tasks)) if hasattr(cls, "embedding_tables") else 1
 
 
+def backbone_config(name: str) -> type[BackboneConfig]:
+    return backbone_class(name).config_class
+
+
+def check_backbone(block: Mapping, prefix: str = "model.backbone") -> BackboneConfig:
+    """A `model.backbone` block validated against its backbone's config class (ConfigError)."""
+    if not isinstance(block, Mapping):
+        raise ConfigError(f"{prefix} must be a mapping with a name, got {block!r}")
+    return backbone_config(block.get("name")).check_block(block, prefix)
+
+
 def build_backbone(name: str, in_dim: int, n_tasks: int, *, n_fields: int | None = None,
                    parents: Sequence[int | None] | None = None, **hparams) -> nn.Module:
     """Instantiate a registered backbone; it exposes `out_dim` (the per-task width H).
@@ -81,6 +89,7 @@ def build_backbone(name: str, in_dim: int, n_tasks: int, *, n_fields: int | None
     declare they need them; parents=None means no funnel.
     """
     cls = backbone_class(name)
+    cls.config_class.check_block(hparams)   # unknown keys and wrong types: ConfigError, a ValueError
     context: dict = {}
     if getattr(cls, "needs_fields", False):
         if n_fields is None:
@@ -88,7 +97,4 @@ def build_backbone(name: str, in_dim: int, n_tasks: int, *, n_fields: int | None
         context["n_fields"] = int(n_fields)
     if getattr(cls, "needs_funnel", False):
         context["parents"] = list(parents) if parents is not None else [None] * n_tasks
-    try:
-        return cls(in_dim, n_tasks, **context, **hparams)
-    except TypeError as exc:  # an unknown hyper-parameter in params.yaml
-        raise ValueError(f"backbone {name!r}: bad hyper-parameters {hparams}: {exc}") from exc
+    return cls(in_dim, n_tasks, **context, **hparams)

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import torch
 from torch import nn
 
+from models.hparams import BackboneConfig, Widths
 from models.backbones.esmm import require_funnel
 from models.layers import MLP, funnel_order
 
@@ -59,6 +60,16 @@ class FunnelCalibrator(nn.Module):
                 for k, p in enumerate(self.parents) if p is not None}
 
 
+class AITMConfig(BackboneConfig):
+    """AITM's `model.backbone` block."""
+
+    name: ClassVar[str] = "aitm"
+    note: ClassVar[str] = "needs a funnel; 0.6 = the paper's alpha"
+    hidden: Widths = [64]           # each task's MLP widths
+    calibrator_weight: float = 0.6  # the paper's alpha: weight of the behavioural calibrator's loss
+    dropout: float = 0.0
+
+
 class AITM(nn.Module):
     """Per-task networks over the shared embedding; each funnel child fuses its own representation
     with its parent's through an AIT module (parents first, so chains pass information down).
@@ -72,6 +83,8 @@ class AITM(nn.Module):
     """
 
     needs_funnel = True
+
+    config_class = AITMConfig
 
     def __init__(self, in_dim: int, n_tasks: int, parents: Sequence[int | None], hidden: Sequence[int] = (64,),
                  calibrator_weight: float = 0.6, dropout: float = 0.0):

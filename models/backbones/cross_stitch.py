@@ -1,10 +1,21 @@
 """Cross-Stitch networks (Misra et al., CVPR 2016): one column per task, mixed after every layer."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import torch
 from torch import nn
+
+from models.hparams import BackboneConfig, Widths
+
+
+class CrossStitchConfig(BackboneConfig):
+    """Cross-Stitch's `model.backbone` block."""
+
+    name: ClassVar[str] = "cross_stitch"
+    hidden: Widths = [64, 32]       # each column's widths; a cross-stitch unit after every layer
+    init_self: float = 0.9          # initial weight of a column's own activations
+    dropout: float = 0.0
 
 
 class CrossStitch(nn.Module):
@@ -19,6 +30,8 @@ class CrossStitch(nn.Module):
 
     Example: CrossStitch(144, n_tasks=2, hidden=(64, 32))(x) -> 2 x [B x 32]; .alphas[l]: 2 x 2.
     """
+
+    config_class = CrossStitchConfig
 
     def __init__(self, in_dim: int, n_tasks: int, hidden: Sequence[int] = (64, 32),
                  init_self: float = 0.9, dropout: float = 0.0):

@@ -1,12 +1,13 @@
 """ESMM (Ma et al., SIGIR 2018): pCTCVR = pCTR x pCVR, trained over the entire impression space."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.hparams import BackboneConfig, Widths
 from models.layers import MLP, funnel_order
 
 
@@ -57,6 +58,15 @@ class EntireSpaceProduct(nn.Module):
         return {n: out[n] for n in self.names}
 
 
+class ESMMConfig(BackboneConfig):
+    """ESMM's `model.backbone` block."""
+
+    name: ClassVar[str] = "esmm"
+    note: ClassVar[str] = "needs a funnel (spec tasks[].parent)"
+    hidden: Widths = [64]           # each task's MLP widths
+    dropout: float = 0.0
+
+
 class ESMM(nn.Module):
     """ESMM's networks: one MLP per task over the shared embedding (the embedding is all they
     share), followed by the towers and the EntireSpaceProduct output layer.
@@ -70,6 +80,8 @@ class ESMM(nn.Module):
     """
 
     needs_funnel = True
+
+    config_class = ESMMConfig
 
     def __init__(self, in_dim: int, n_tasks: int, parents: Sequence[int | None], hidden: Sequence[int] = (64,),
                  dropout: float = 0.0):

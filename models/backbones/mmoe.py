@@ -1,12 +1,22 @@
 """MMoE (Ma et al., KDD 2018): shared experts mixed by one softmax gate per task."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import torch
 from torch import nn
 
+from models.hparams import BackboneConfig, Widths
 from models.layers import MLP
+
+
+class MMoEConfig(BackboneConfig):
+    """MMoE's `model.backbone` block."""
+
+    name: ClassVar[str] = "mmoe"
+    num_experts: int = 4
+    expert_hidden: Widths = [64]    # each expert MLP's widths; the last is the per-task width H
+    dropout: float = 0.0
 
 
 class MMoE(nn.Module):
@@ -17,6 +27,8 @@ class MMoE(nn.Module):
 
     Example: MMoE(144, n_tasks=3, num_experts=4, expert_hidden=(64,))(x) -> 3 x [B x 64].
     """
+
+    config_class = MMoEConfig
 
     def __init__(self, in_dim: int, n_tasks: int, num_experts: int = 4,
                  expert_hidden: Sequence[int] = (64,), dropout: float = 0.0):

@@ -1,12 +1,24 @@
 """MSSM (Ding et al., SIGIR 2021): multiple-level sparse sharing, at the field and at the expert level."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import torch
 from torch import nn
 
+from models.hparams import BackboneConfig, Widths
 from models.layers import MLP, HardConcreteGate
+
+
+class MSSMConfig(BackboneConfig):
+    """MSSM's `model.backbone` block."""
+
+    name: ClassVar[str] = "mssm"
+    num_shared_experts: int = 2
+    num_specific_experts: int = 1   # per task
+    expert_hidden: Widths = [64]
+    l0_weight: float = 1e-3         # weight of the L0 penalty of the field and expert gates
+    dropout: float = 0.0
 
 
 class MSSM(nn.Module):
@@ -33,6 +45,8 @@ class MSSM(nn.Module):
     """
 
     needs_fields = True
+
+    config_class = MSSMConfig
 
     def __init__(self, in_dim: int, n_tasks: int, n_fields: int, num_shared_experts: int = 2,
                  num_specific_experts: int = 1, expert_hidden: Sequence[int] = (64,),

@@ -1,11 +1,12 @@
 """PLE (Tang et al., RecSys 2020): stacked CGC levels of shared and task-specific experts."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import torch
 from torch import nn
 
+from models.hparams import BackboneConfig, Widths
 from models.layers import MLP
 
 
@@ -48,6 +49,17 @@ class CGC(nn.Module):
         return task_out, shared_out
 
 
+class PLEConfig(BackboneConfig):
+    """PLE's `model.backbone` block."""
+
+    name: ClassVar[str] = "ple"
+    levels: int = 2                 # stacked CGC levels
+    num_shared_experts: int = 2
+    num_specific_experts: int = 1   # per task
+    expert_hidden: Widths = [64]
+    dropout: float = 0.0
+
+
 class PLE(nn.Module):
     """`levels` stacked CGC levels (level 0 reads x for every task and for the shared branch).
 
@@ -60,6 +72,8 @@ class PLE(nn.Module):
 
     Example: PLE(144, n_tasks=3, levels=2, num_shared_experts=2, num_specific_experts=1)(x) -> 3 x [B x 64].
     """
+
+    config_class = PLEConfig
 
     def __init__(self, in_dim: int, n_tasks: int, levels: int = 2, num_shared_experts: int = 2,
                  num_specific_experts: int = 1, expert_hidden: Sequence[int] = (64,), dropout: float = 0.0):

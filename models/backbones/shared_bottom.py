@@ -1,12 +1,21 @@
 """Shared-Bottom (Caruana, 1997): one MLP shared by all tasks, a tower per task on top."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import torch
 from torch import nn
 
+from models.hparams import BackboneConfig, Widths
 from models.layers import MLP
+
+
+class SharedBottomConfig(BackboneConfig):
+    """Shared-Bottom's `model.backbone` block."""
+
+    name: ClassVar[str] = "shared_bottom"
+    hidden: Widths = [64]           # the shared MLP's widths
+    dropout: float = 0.0
 
 
 class SharedBottom(nn.Module):
@@ -16,6 +25,8 @@ class SharedBottom(nn.Module):
 
     Example: SharedBottom(144, n_tasks=3, hidden=(128,))(x) -> 3 x [B x 128], all the same tensor.
     """
+
+    config_class = SharedBottomConfig
 
     def __init__(self, in_dim: int, n_tasks: int, hidden: Sequence[int] = (64,), dropout: float = 0.0):
         super().__init__()

@@ -1,12 +1,21 @@
 """Single-task: K separate networks, nothing shared (the reference every multi-task model must beat)."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import torch
 from torch import nn
 
+from models.hparams import BackboneConfig, Widths
 from models.layers import MLP
+
+
+class SingleTaskConfig(BackboneConfig):
+    """Single-task's `model.backbone` block."""
+
+    name: ClassVar[str] = "single_task"
+    hidden: Widths = [64]           # each task's MLP widths
+    dropout: float = 0.0
 
 
 class SingleTask(nn.Module):
@@ -24,6 +33,8 @@ class SingleTask(nn.Module):
     @staticmethod
     def embedding_tables(n_tasks: int) -> int:
         return n_tasks
+
+    config_class = SingleTaskConfig
 
     def __init__(self, in_dim: int, n_tasks: int, hidden: Sequence[int] = (64,), dropout: float = 0.0):
         super().__init__()

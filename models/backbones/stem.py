@@ -1,12 +1,23 @@
 """STEM (Su et al., AAAI 2024): shared and task-specific embeddings, All-Forward Task-specific-Backward gates."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import torch
 from torch import nn
 
+from models.hparams import BackboneConfig, Widths
 from models.layers import MLP
+
+
+class STEMConfig(BackboneConfig):
+    """STEM's `model.backbone` block."""
+
+    name: ClassVar[str] = "stem"
+    num_shared_experts: int = 1
+    num_specific_experts: int = 1   # per task
+    expert_hidden: Widths = [64]
+    dropout: float = 0.0
 
 
 class STEM(nn.Module):
@@ -29,6 +40,8 @@ class STEM(nn.Module):
     @staticmethod
     def embedding_tables(n_tasks: int) -> int:
         return n_tasks + 1
+
+    config_class = STEMConfig
 
     def __init__(self, in_dim: int, n_tasks: int, num_shared_experts: int = 1, num_specific_experts: int = 1,
                  expert_hidden: Sequence[int] = (64,), dropout: float = 0.0):

@@ -1,6 +1,9 @@
 """Transfer registry: how knowledge crosses the task towers (one file per method).
 
 The contract:
+- `config_class`: the method's typed hyper-parameters (a models.hparams.TransferConfig declared
+  next to it, e.g. CrossDistilConfig), whose defaults equal the constructor's; a
+  `model.transfer` block is checked against it (check_transfer) before anything is built.
 - `__init__(in_dim, tasks, tower_hidden, parents, **hparams)`: in_dim is the backbone's per-task
   width H, tasks the (name, type) pairs in order, tower_hidden the towers' hidden widths (the last
   one, d, is a tower's knowledge vector), parents the funnel parent index per task (None: root). `out_dim` is the width the towers
@@ -9,7 +12,7 @@ The contract:
   predictions (before the backbone's output layer); heads {name: {task: B}} further predictions
   the objective and the evaluator read (CrossDistil's teachers, EKTM's original prediction).
   `task_heads`: the head names that pass through the output layer like the served logits.
-- Optional, read by components.train (the engine):
+- Optional, read by the training engine (engine.loop, engine.losses; `resolve` by the train step before the model is built):
   - `resolve(hparams, tasks, labels) -> hparams` (classmethod): fill data-dependent defaults from
     the train labels before the model is built (CrossDistil's partner tasks); the result is what
     model_config.json stores, so a checkpoint rebuilds without data.
@@ -28,7 +31,6 @@ The validation loss (early stopping) is always the served predictions' plain los
 from __future__ import annotations
 
 import copy
-import inspect
 from typing import Mapping, Sequence
 
 import torch
@@ -39,33 +41,18 @@ from models.transfer.dml import DML
 from models.transfer.ektm import EKTM
 from models.transfer.none import NoTransfer
 from core.config import ConfigError  # a bad name in params or the trigger form: not retried
+from models.hparams import TransferConfig, documented_configs
 
 TRANSFERS: dict[str, type[nn.Module]] = {"none": NoTransfer, "crossdistil": CrossDistil, "ektm": EKTM, "dml": DML}
 
+# Each method's typed hyper-parameters (models.hparams), e.g. CrossDistilConfig next to CrossDistil.
+TRANSFER_CONFIG_CLASSES: dict[str, type[TransferConfig]] = {name: cls.config_class for name, cls in TRANSFERS.items()}
+
 # Every method and every ablation the papers report, as `model.transfer` blocks: params.yaml
 # writes each one (tests/models/transfer/test_params_transfers.py keeps the two equal), `mtrec
-# bench quality --transfer all` runs them, tests build each one. A method's block spells out its
-# defaults; an ablation names only its switches (the class defaults equal the method's block).
-DOCUMENTED_CONFIGS: dict[str, dict] = {
-    "none": {"name": "none"},
-    "crossdistil": {"name": "crossdistil", "alpha": 0.5, "tau": 1.0, "beta1": 1.0, "beta2": 1.0, "margin": 0.0,
-                    "samples_per_subset": 32, "calibration_lr": 0.01},
-    "crossdistil_no_aux_rank": {"name": "crossdistil", "aux_ranking": False},
-    "crossdistil_no_calibration": {"name": "crossdistil", "calibration": False},
-    "crossdistil_no_correction": {"name": "crossdistil", "error_correction": False},
-    "crossdistil_same_task_kd": {"name": "crossdistil", "teacher": "same_task", "calibration": False,
-                                 "error_correction": False},
-    "crossdistil_cross_task_kd": {"name": "crossdistil", "kd_source": "partner", "calibration": False,
-                                  "error_correction": False},
-    "crossdistil_taug": {"name": "crossdistil", "distill": False},
-    "ektm": {"name": "ektm", "alpha": 0.5, "tokens": 4, "heads": 2},
-    "ektm_linear": {"name": "ektm", "transmitter": "linear"},
-    "ektm_no_enhanced_loss": {"name": "ektm", "enhanced_loss": False},
-    "dml": {"name": "dml", "gkd_hidden": 32},
-    "dml_ctfm_only": {"name": "dml", "gkd": False},
-    "dml_gkd_only": {"name": "dml", "ctfm": False},
-    "dml_v0": {"name": "dml", "stop_gradient": False},
-}
+# bench quality --transfer all` runs them, tests build each one. A method's block is its name and
+# its config class's defaults; an ablation names only its switches (the class's `ablations`).
+DOCUMENTED_CONFIGS: dict[str, dict] = documented_configs(TRANSFER_CONFIG_CLASSES)
 METHODS = ("none", "crossdistil", "ektm", "dml")
 
 
@@ -75,9 +62,21 @@ def transfer_class(name: str) -> type[nn.Module]:
     return TRANSFERS[name]
 
 
+def transfer_config(name: str) -> type[TransferConfig]:
+    return transfer_class(name).config_class
+
+
+def check_transfer(block: Mapping, prefix: str = "model.transfer") -> TransferConfig:
+    """A `model.transfer` block validated against its method's config class (ConfigError)."""
+    if not isinstance(block, Mapping):
+        raise ConfigError(f"{prefix} must be a mapping with a name, got {block!r}")
+    return transfer_config(block.get("name", "none")).check_block(block, prefix)
+
+
 def resolve_hparams(config: Mapping, tasks: Sequence[tuple[str, str]], labels: Mapping[str, torch.Tensor]) -> dict:
     """The `model.transfer` block with data-dependent defaults filled from the train labels."""
     config = copy.deepcopy(dict(config))
+    check_transfer(config)
     cls = transfer_class(config.get("name", "none"))
     if not hasattr(cls, "resolve"):
         return config
@@ -85,28 +84,13 @@ def resolve_hparams(config: Mapping, tasks: Sequence[tuple[str, str]], labels: M
     return {"name": name, **cls.resolve(config, list(tasks), labels)}
 
 
-def check_types(name: str, cls: type, hparams: Mapping) -> None:
-    """Each hyper-parameter must have its default's type: a switch given as the string "False"
-    (a typo in a trigger form or --set) would otherwise read as true."""
-    defaults = {k: v.default for k, v in inspect.signature(cls).parameters.items() if v.default is not v.empty}
-    for key, value in hparams.items():
-        want = defaults.get(key)
-        ok = (want is None or value is None
-              or (isinstance(want, bool) and isinstance(value, bool))
-              or (isinstance(want, float) and isinstance(value, (int, float)) and not isinstance(value, bool))
-              or (isinstance(want, int) and not isinstance(want, bool) and isinstance(value, int) and not isinstance(value, bool))
-              or (isinstance(want, str) and isinstance(value, str)))
-        if not ok:
-            raise ValueError(f"transfer {name!r}: {key} must be a {type(want).__name__} like its default "
-                             f"{want!r}, got {value!r} ({type(value).__name__})")
-
-
 def build_transfer(name: str, in_dim: int, tasks: Sequence[tuple[str, str]], tower_hidden: Sequence[int],
                    parents: Sequence[int | None], **hparams) -> nn.Module:
-    """Instantiate a registered transfer method; it exposes `out_dim`."""
+    """Instantiate a registered transfer method; it exposes `out_dim`.
+
+    The hyper-parameters are checked against the method's config class first: an unknown key, or
+    a value of another type than its default's (a switch given as the string "False", a typo in a
+    trigger form or --set, would otherwise read as true), is a ConfigError."""
     cls = transfer_class(name)
-    check_types(name, cls, hparams)
-    try:
-        return cls(in_dim, [tuple(t) for t in tasks], [int(h) for h in tower_hidden], list(parents), **hparams)
-    except TypeError as exc:
-        raise ValueError(f"transfer {name!r}: bad hyper-parameters {hparams}: {exc}") from exc
+    cls.config_class.check_block(hparams)
+    return cls(in_dim, [tuple(t) for t in tasks], [int(h) for h in tower_hidden], list(parents), **hparams)

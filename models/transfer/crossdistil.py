@@ -14,7 +14,7 @@ into D++, D+-, D-+, D-- (A's sign first) and the marginals D+., D-. (A's label o
   Calibration (Platt): r̃ = P r̂ + Q per task, P = exp(log_p) > 0 so ranking is kept. Ω = {P, Q}
       is trained on CE(y, σ(r̃)) in a second step of each iteration, after the model step, on
       the same batch, with the model frozen (teacher logits from a no-grad forward):
-      `aux_parameters` / `aux_loss`, run by components.train. (The paper prints 1/(1+exp r̃);
+      `aux_parameters` / `aux_loss`, run by engine.loop (aux_step). (The paper prints 1/(1+exp r̃);
       the intended probability is σ(r̃).)
   Error correction: s = +1 if y = 1 else -1; r_T <- s * max(s * r_T, margin) on the teacher
       logit before distilling: a teacher that is wrong, or right with less than σ(margin), is
@@ -38,12 +38,13 @@ the engine's scaling turns them back into means.
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import ClassVar, Literal, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.hparams import Ablation, TransferConfig
 from models.layers import MLP
 from models.towers import Towers
 
@@ -51,10 +52,46 @@ from models.towers import Towers
 BLOCKS = ("pp", "pn", "np", "nn", "p_", "n_")
 
 
+class CrossDistilConfig(TransferConfig):
+    """CrossDistil's `model.transfer` block (the symbols of the module docstring)."""
+
+    name: ClassVar[str] = "crossdistil"
+    ablations: ClassVar[dict[str, Ablation]] = {
+        "crossdistil_no_aux_rank": Ablation({"aux_ranking": False},
+                                            "ablation: plain BPR teachers (beta1 = beta2 = 0)"),
+        "crossdistil_no_calibration": Ablation({"calibration": False},
+                                               "ablation: no Platt calibration of the teachers"),
+        "crossdistil_no_correction": Ablation({"error_correction": False}, "ablation: no error correction"),
+        "crossdistil_same_task_kd": Ablation({"teacher": "same_task", "calibration": False, "error_correction": False},
+                                             "ablation: vanilla same-task KD"),
+        "crossdistil_cross_task_kd": Ablation({"kd_source": "partner", "calibration": False,
+                                               "error_correction": False},
+                                              "ablation: KD straight from the partner task"),
+        "crossdistil_taug": Ablation({"distill": False}, "TAUG: ranking teachers, no distillation"),
+    }
+    partners: dict[str, str] | None = None   # task -> partner task; None: the most correlated (resolve)
+    alpha: float = 0.5                       # weight of the KD term in the student loss
+    tau: float = 1.0                         # KD temperature
+    beta1: float = 1.0                       # weight of the ++ > +- ranking term
+    beta2: float = 1.0                       # weight of the -+ > -- ranking term
+    aux_ranking: bool = True                 # false: beta1 = beta2 = 0 (a plain BPR teacher)
+    calibration: bool = True                 # Platt calibration of the teachers (bi-level step)
+    error_correction: bool = True            # clamp a wrong teacher logit to the margin
+    margin: float = 0.0
+    teacher: Literal["cross_task", "same_task"] = "cross_task"
+    kd_source: Literal["teacher", "partner"] = "teacher"
+    distill: bool = True                     # false: TAUG (teachers as auxiliary tasks, no KD)
+    teacher_weight: float = 1.0              # weight of the teachers' ranking loss in the model loss
+    samples_per_subset: int = 32             # bootstrap rows per label subset, task and step
+    calibration_lr: float = 0.01             # learning rate of the calibration step
+
+
 class CrossDistil(nn.Module):
     """K x [B x H] -> ({task: B} students, {"teacher": {task: B}, "teacher_raw": {task: B}}). out_dim = H."""
 
     evaluated_heads = ("teacher",)   # components.evaluate scores them beside the students
+
+    config_class = CrossDistilConfig
 
     def __init__(self, in_dim: int, tasks: Sequence[tuple[str, str]], tower_hidden: Sequence[int],
                  parents: Sequence[int | None], partners: Mapping[str, str] | None = None,

@@ -35,11 +35,12 @@ Example: DML(64, [("click","binary"), ("rating","regression")], [32], [None, Non
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import torch
 from torch import nn
 
+from models.hparams import Ablation, TransferConfig
 from models.towers import Towers
 
 
@@ -80,8 +81,25 @@ class GlobalKnowledgeDistillation(nn.Module):
         return self.predict(gk * gw).squeeze(-1)
 
 
+class DMLConfig(TransferConfig):
+    """DML's `model.transfer` block."""
+
+    name: ClassVar[str] = "dml"
+    ablations: ClassVar[dict[str, Ablation]] = {
+        "dml_ctfm_only": Ablation({"gkd": False}, "ablation: CTFM only"),
+        "dml_gkd_only": Ablation({"ctfm": False}, "ablation: GKD only"),
+        "dml_v0": Ablation({"stop_gradient": False}, "ablation: DML_v0 (CTFM without stop-gradients)"),
+    }
+    ctfm: bool = True                        # cross-task feature mining at the tower inputs
+    gkd: bool = True                         # global knowledge distillation at the outputs
+    stop_gradient: bool = True               # false: DML_v0 (CTFM without stop-gradients)
+    gkd_hidden: int = 32                     # width of the global knowledge
+
+
 class DML(nn.Module):
     """K x [B x d0] -> ({task: B}, {}). out_dim = in_dim."""
+
+    config_class = DMLConfig
 
     def __init__(self, in_dim: int, tasks: Sequence[tuple[str, str]], tower_hidden: Sequence[int],
                  parents: Sequence[int | None], ctfm: bool = True, gkd: bool = True,

@@ -37,12 +37,13 @@ Ablations: `transmitter: linear` (G_i = F_i W + b instead of attention and gate:
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import ClassVar, Literal, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.hparams import Ablation, TransferConfig
 from models.backbones.esmm import EntireSpaceProduct
 from models.towers import Towers
 
@@ -101,10 +102,31 @@ class LinearTransmitter(nn.Module):
         return self.project(fused)
 
 
+class EKTMConfig(TransferConfig):
+    """EKTM's `model.transfer` block."""
+
+    name: ClassVar[str] = "ektm"
+    ablations: ClassVar[dict[str, Ablation]] = {
+        "ektm_linear": Ablation({"transmitter": "linear"}, "ablation: linear projection instead of the transmitter"),
+        "ektm_no_enhanced_loss": Ablation({"enhanced_loss": False}, "ablation: no enhanced-loss hinge"),
+    }
+    source: str | None = None                # the source (CTR) task; None: the first binary root task
+    alpha: float = 0.5
+    transmitter: Literal["attention", "linear"] = "attention"
+    tokens: int = 4                          # the knowledge vector cut into this many attention tokens
+    heads: int = 2                           # attention heads
+    enhanced_loss: bool = True               # the hinge max(0, L_t - L_o)
+    inject: Literal["residual", "replace"] = "residual"     # f_i + G_i, or G_i alone
+    serve: Literal["transferred", "original"] = "transferred"
+    entire_space: bool = True                # funnel targets trained in entire space
+
+
 class EKTM(nn.Module):
     """K x [B x H] -> ({task: B} served, {"original": {task: B}, "transferred": {task: B}}). out_dim = H."""
 
     task_heads = ("original", "transferred")
+
+    config_class = EKTMConfig
 
     def __init__(self, in_dim: int, tasks: Sequence[tuple[str, str]], tower_hidden: Sequence[int],
                  parents: Sequence[int | None], source: str | None = None, alpha: float = 0.5,

@@ -46,8 +46,9 @@ def test_a_backbone_and_transfer_chosen_in_the_form_train_score_and_export(prepa
     assert ctx.params.date == "1998-03-01" and ctx.params.window.train_days == 10
     shutil.copytree(base.run_files.dataset_dir, ctx.run_files.dataset_dir)
     run_step("train", ctx)
-    metrics = run_step("evaluate", ctx)
-    assert set(metrics["tasks"]) == {"like", "love", "rating"}
+    evaluated = run_step("evaluate", ctx)   # the step's result names metrics.json, which holds every task
+    assert set(json.loads(ctx.run_files.metrics.read_text())["tasks"]) == {"like", "love", "rating"}
+    assert evaluated["metrics"] == str(ctx.run_files.metrics) and set(evaluated["auc"]) == {"like", "love"}
     assert json.loads(ctx.run_files.model_config.read_text())["model"]["transfer"]["name"] == transfer
     assert run_step("gate", ctx)["blessed"]
     exported = json.loads(json.dumps(run_step("export", ctx), default=str))

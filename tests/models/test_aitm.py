@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from components.train import task_losses
+from engine.losses import task_losses
 from models.backbones import build_backbone
 from models.backbones.aitm import AITM, FunnelCalibrator
 from models.build import build_model

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from components.train import task_losses
+from engine.losses import task_losses
 from models.backbones import BACKBONES, DOCUMENTED_CONFIGS, build_backbone
 from models.build import build_model, from_config, load_model, save_model_config
 from models.embedding import FeatureEmbedding, TaskEmbeddings

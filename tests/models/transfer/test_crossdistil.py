@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from components.train import objective, prediction_loss
+from engine.losses import objective, prediction_loss
 from models.multitask import TaskOutputs
 from models.towers import Towers
 from models.transfer import DOCUMENTED_CONFIGS
