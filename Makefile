@@ -55,7 +55,7 @@ browser:
 # them again, so a bare pytest run checks them too).
 test: install browser
 	$(BIN)/lint-imports --no-cache
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -m "not slow" --durations=30
 
 test-slow: install
 	$(BIN)/pytest -q -m "slow"
