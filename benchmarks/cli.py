@@ -1,4 +1,4 @@
-"""`mtrec bench daily | data | quality | train | metrics`, plugged into the mtrec CLI through the
+"""`mtrec bench daily | data | quality | train | metrics | scale`, plugged into the mtrec CLI through the
 `mtrec.commands` entry point group (pyproject.toml), so the application never imports benchmarks."""
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 from mtrec.run_conf import add_run_args, overrides_from_args, parse_set
 
 RESULTS_MD = Path(__file__).resolve().parent.parent / "docs" / "RESULTS.md"
+BENCHMARKS_MD = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
 
 
 def register(sub) -> None:
@@ -43,6 +44,20 @@ def register(sub) -> None:
     metrics_b.add_argument("--rows", type=int, default=10_000_000)
     metrics_b.add_argument("--users", type=int, default=100_000)
     metrics_b.add_argument("--seed", type=int, default=0)
+    scale = bench_sub.add_parser("scale", help="every step from fetch to evaluate at growing synthetic sizes, each in "
+                                               "its own process: wall s and peak RSS; resumable; writes docs/BENCHMARKS.md")
+    scale.add_argument("--rows-per-day", type=int, nargs="+", default=[125_000, 500_000, 2_000_000],
+                       help="one size per value (default: 1M, 4M and 16M rows over 8 days)")
+    scale.add_argument("--days", type=int, default=8, help="days per size; window: days - 2 train, 1 valid, 1 test")
+    scale.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="override a param of every step (default train.max_epochs=1, window.train_days=days-2)")
+    scale.add_argument("--results", type=Path, default=BENCHMARKS_MD, help="Markdown file whose section is rewritten")
+    scale.add_argument("--records", type=Path, default=None,
+                       help="finished measurements, one JSON line each (default: bench_scale.jsonl beside --results)")
+    scale.add_argument("--work", type=Path, default=None,
+                       help="where each size's MTREC_HOME lives until the size is done (default: artifacts/bench/scale)")
+    scale.add_argument("--keep-work", action="store_true", help="keep each size's MTREC_HOME after it is done")
+    scale.add_argument("--retry-failed", action="store_true", help="run sizes recorded as failed again")
 
 
 def run(args: argparse.Namespace, command: str) -> int:
@@ -72,6 +87,11 @@ def run(args: argparse.Namespace, command: str) -> int:
         from benchmarks import train
 
         print(train.run(args.rows, _backbones(args), args.batch_size, args.epochs, command))
+    elif args.bench == "scale":
+        from benchmarks import scale
+
+        print(scale.run(args.rows_per_day, args.days, parse_set(args.set), args.results, args.records, args.work,
+                        args.keep_work, args.retry_failed, command))
     else:
         from benchmarks import metrics
 
