@@ -4,6 +4,9 @@ Measures generation and ingest rows/s, feature building, GX validation rows/s, a
 point-in-time join for each requested entity-row count through Feast's DuckDB offline store
 next to one direct DuckDB ASOF JOIN over the same files (the practical limit). Every join runs
 in a fresh process, so its peak RSS is its own.
+
+`validate_shift` times the validation ledger (components/validate.py): validate for D-1 with an
+empty ledger, then for D, whose window is D-1's shifted by one day, so only D's partition is new.
 """
 from __future__ import annotations
 
@@ -70,6 +73,63 @@ def _step_child(step: str, home: str, overrides: dict, env: dict, out: mp.Queue)
     out.put({"step": step, "rows": result.get("rows"), "seconds": time.perf_counter() - t0, "peak_gib": _peak_gib()})
 
 
+def _validate_child(home: str, overrides: dict, env: dict, out: mp.Queue) -> None:
+    os.environ.update({"MTREC_HOME": home, **env})
+    out.put(_time_validate(overrides))
+
+
+def _time_validate(overrides: dict) -> dict:
+    import great_expectations  # noqa: F401 - imported before the clock starts, as a worker that preloads GX has it
+
+    from components import validate
+    from core.context import RunContext
+
+    ctx = RunContext.create(overrides)
+    t0 = time.perf_counter()
+    r = validate.run(ctx)
+    return {"date": ctx.params.date, "seconds": time.perf_counter() - t0, "rows": r.rows,
+            "checked": len(r.checked), "trusted": len(r.trusted), "checked_rows": r.checked_rows,
+            "peak_gib": _peak_gib()}
+
+
+def forget_validation(layout) -> int:
+    """Delete every validation ledger record under the data set's lake; returns how many."""
+    from components.validate import LEDGER
+
+    records = list(layout.lake_dir.rglob(LEDGER))
+    for path in records:
+        path.unlink()
+    return len(records)
+
+
+def validate_shift(home: Path, overrides: dict, env: dict | None = None, isolate: bool = True) -> dict:
+    """Time validate for a first run and for the next day's run over the window shifted by one day.
+
+    overrides name the second run's date D (and its data set); the lake under `home` must hold D's
+    window (ingest for D). Every ledger record is deleted first, so the run for D-1 checks every
+    landed day of its window; the run for D then checks D's new partition and trusts the rest.
+    Each run goes in a fresh process (isolate, its own peak RSS; else in this one, where MTREC_HOME
+    or the overrides' paths must already point at `home`) with GX imported before the clock
+    starts. Returns {"first": ..., "second": ..., "ratio": second / first seconds}; each run:
+    date, seconds, rows (the window's), checked and trusted (days), checked_rows, peak_gib.
+    """
+    import datetime as dt
+
+    from core.context import RunContext
+    from core.dates import parse_day
+
+    env = env or {}
+    ctx = RunContext.create(overrides)
+    before = (parse_day(ctx.params.date) - dt.timedelta(days=1)).isoformat()
+    forget_validation(ctx.layout)
+    runs = []
+    for conf in ({**overrides, "date": before}, overrides):
+        runs.append(_in_child(_validate_child, (str(home), conf, env)) if isolate else _time_validate(conf))
+        if "error" in runs[-1]:
+            return {"first": runs[0], "second": runs[-1], "ratio": None}
+    return {"first": runs[0], "second": runs[1], "ratio": runs[1]["seconds"] / runs[0]["seconds"]}
+
+
 def _in_child(target, args: tuple) -> dict:
     """Run one measurement in a fresh process: its peak RSS is its own, and the parent stays
     small (a 10M-row join must not share the machine with the previous step's frames)."""
@@ -119,6 +179,17 @@ def run(rows_per_day: int, days: int, entity_rows: list[int], overrides: dict, c
             rows, secs = r["rows"], r["seconds"]
             lines.append(f"| {step} | {rows:,} | {secs:.1f} | {rows / secs:,.0f} | {r['peak_gib']:.2f} |" if rows else
                          f"| {step} | - | {secs:.1f} | - | {r['peak_gib']:.2f} |")
+        if not any("failed" in line for line in lines):
+            shift = validate_shift(home, overrides, env)
+            for label, r in (("validate, first run (D-1, empty ledger)", shift["first"]),
+                             ("validate, window shifted one day (D)", shift["second"])):
+                if "error" in r:
+                    lines.append(f"| {label} | - | failed: {r['error']} | - | - |")
+                    continue
+                lines.append(f"| {label}: {r['checked']} days checked, {r['trusted']} trusted | {r['checked_rows']:,} "
+                             f"| {r['seconds']:.1f} | {r['checked_rows'] / r['seconds']:,.0f} | {r['peak_gib']:.2f} |")
+            if shift["ratio"] is not None:
+                lines.append(f"| validate shifted / first run | | {shift['ratio']:.2f}x | | |")
         joins = []
         for n in entity_rows:
             for kind in ("feast", "duckdb_asof"):

@@ -4,7 +4,8 @@ Layers, cheapest first, each failing with the file, column and count:
 1. every partition opens as parquet (a corrupt file is named);
 2. schema: exactly the spec's columns, with usable dtypes (a renamed, missing or extra column is
    named);
-3. the GX suite `raw_events` over the window's rows through a checkpoint;
+3. the GX suite `raw_events` over each partition's rows through a checkpoint, and row ids unique
+   across the window's partitions;
 4. the GX suite `run_day`: the run day's row count and per-task positive rates within bands of
    the trailing days' medians (a tracking outage), thresholds from params.yaml `validate:`
    overridden by the dataset spec's `validation:` block;
@@ -13,6 +14,27 @@ A failing day is quarantined: its partition directory moves to data/quarantine/<
 report.json beside it (never deleted), and the run stops before training. A failing entity table
 moves to data/quarantine/<dataset>/<users|items>/ the same way.
 
+The ledger. Layers 1-3 and 5 judge a file by its bytes alone, so each file is checked once: when
+it passes, a record goes into `_validated.json` beside it (in the partition or table directory)
+with its sha256, the fingerprint of what was checked (the suite's expectations, the GX version,
+the schema the spec asks for, LEDGER_VERSION), its row count, per binary task its positive count,
+and its row-id range. A later run hashes the file and trusts it when the record names the same
+bytes and the same fingerprint; a file whose bytes changed, or a changed spec or suite, is
+checked again. Files not in the ledger are read one partition at a time and checked in batches
+of whole partitions up to BATCH_ROWS rows (a GX checkpoint run costs ~0.1 s whatever its size),
+so memory is bounded by max(one partition, BATCH_ROWS rows): the window is never concatenated.
+Layer 4 always runs, for the run day only: its trailing days' row counts and positive rates come
+from the ledger records (no partition is read again), and the run day's task columns are read
+for the GX suite. A failing file never gets a record (nor does any file of a failing day), and
+row-id uniqueness across partitions is checked from the recorded ranges (only overlapping
+partitions are read, their row ids alone).
+
+The record is not versioned with the partition: core/versioning.py leaves `_validated.json` out of
+DVC trees, so a day's DVC hash stays a function of its data (ingest's byte idempotency). A
+partition restored without its record is simply checked again. The `_` prefix keeps it out of
+parquet dataset readers (pyarrow, Spark, Hive skip `_*` and `.*` files), and every glob in the
+code asks for `*.parquet`.
+
 The features step reads the lake before this step runs, so it calls `check_files` (layers 1-2)
 on the partitions it is about to read: a corrupt or drifted day fails there with the same error
 and the same quarantine, not with a DuckDB message.
@@ -20,7 +42,11 @@ and the same quarantine, not with a DuckDB message.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import io
+import logging
 import os
+import statistics
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -28,26 +54,48 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pyarrow.types as pat
 
-from core.atomic import write_json
+from core.atomic import read_json, write_json
 from core.config import Params, ValidateParams
 from core.dates import landing_days
 from core.layout import Layout
-from core.spec import FEATURE_TIMESTAMP, TIMESTAMP, DatasetSpec
+from core.registry import sha256_file
+from core.spec import FEATURE_TIMESTAMP, ROW_ID, TIMESTAMP, DatasetSpec
 from core.context import RunContext, to_jsonable
-from validation.context import DataValidationError, Failure, run_suite
-from validation.suites import EVENT_DAY, PARTITION_DAY, entity_table, raw_events
+from validation.context import DataValidationError, Failure, Session, Suite
+from validation.suites import EVENT_DAY, PARTITION_DAY, entity_table, fingerprint, raw_events
 from validation.suites import run_day as run_day_suite
+
+log = logging.getLogger(__name__)
 
 FILE = "_file"
 ENTITY_TABLES = ("users", "items")
 PANDAS_INDEX = "__index_level_"  # pandas' stored index columns are not data: not "extra"
+LEDGER = "_validated.json"       # core/versioning.py UNVERSIONED names it too
+LEDGER_VERSION = 1               # bump when a check made here, outside GX (schema_failures, ...), changes
+BATCH_ROWS = 100_000             # partitions checked together in one GX run, up to this many rows
+PASS = "pass"
 
 
 @dataclass(frozen=True)
 class ValidationResult:
-    days: tuple[str, ...]
-    rows: int
+    days: tuple[str, ...]             # the window's landed days
+    rows: int                         # their rows
     data_docs: str | None = None
+    checked: tuple[str, ...] = ()     # days validated now: new or changed bytes, or a changed suite
+    trusted: tuple[str, ...] = ()     # days passed from the ledger: the bytes and suite it recorded
+    checked_rows: int = 0             # rows read and validated now
+
+
+@dataclass(eq=False)
+class _Part:
+    """One event file of the window and what validation learnt about it."""
+
+    day: str
+    path: Path
+    sha256: str | None = None
+    entry: dict | None = None         # its ledger record: trusted, or written when the run passes
+    batch: int | None = None          # the GX run that checked it now
+    read_failed: bool = False         # layers 1-2, or no rows: no stats, no bands
 
 
 def run(ctx: RunContext) -> ValidationResult:
@@ -57,45 +105,183 @@ def run(ctx: RunContext) -> ValidationResult:
     if not run_day_dir.is_dir() or not list(run_day_dir.glob("*.parquet")):
         raise DataValidationError("raw_events", [Failure("partition_exists", None, str(run_day_dir), 0,
                                                           f"no events landed for run date {params.date}")])
-    frames, failures = [], []
-    for day in days:
-        for path in sorted(layout.day_dir(day).glob("*.parquet")):
-            frame, problems = _read_checked(path, spec, day)
-            failures += problems
-            if frame is not None:
-                frames.append(frame)
-    if not failures:
-        window = pd.concat(frames, ignore_index=True)
-        failures = [_explain(f) for f in run_suite("raw_events", window, raw_events(spec), file_column=FILE,
-                                                   docs_dir=layout.data_docs_dir)]
-        failures += _run_day_bands(spec, params.validate, window, params.date, run_day_dir,
-                                   layout.data_docs_dir)
-    failures += _entity_failures(spec, layout)
+    parts = [_Part(day, path) for day in days for path in sorted(layout.day_dir(day).glob("*.parquet"))]
+    checked_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")  # audit time, not data logic
+    with Session(layout.data_docs_dir) as session:
+        failures, failed_batches = _check_partitions(spec, parts, session, checked_at)
+        failures += _row_id_overlaps(parts)
+        if not any(p.read_failed for p in parts):
+            failures += _run_day_bands(spec, params.validate, parts, params.date, run_day_dir, session)
+        _record_passes(parts, failures, failed_batches)
+        failures += _entity_failures(spec, layout, session, checked_at)
+    checked = tuple(sorted({p.day for p in parts if p.batch is not None or p.read_failed}))
+    landed = {p.day for p in parts}
+    result = ValidationResult(tuple(days), sum(p.entry["rows"] for p in parts if p.entry),
+                              data_docs=str(layout.data_docs_dir / "index.html"), checked=checked,
+                              trusted=tuple(d for d in days if d in landed and d not in checked),
+                              checked_rows=sum(p.entry["rows"] for p in parts if p.entry and p.batch is not None))
+    log.info("validate %s: %d day(s) checked (%d rows), %d trusted from the ledger", params.date,
+             len(result.checked), result.checked_rows, len(result.trusted))
     if failures:
         raise DataValidationError("events", failures, quarantined=quarantine_failures(layout, failures))
-    result = ValidationResult(tuple(days), int(sum(len(f) for f in frames)),
-                              data_docs=str(layout.data_docs_dir / "index.html"))
     write_json(ctx.run_files.validation_dir / "raw_events.json", to_jsonable(result))
     return result
 
 
-def _run_day_bands(spec: DatasetSpec, vp: ValidateParams, window: pd.DataFrame, day: str, day_dir: Path,
-                   docs_dir: Path | None = None) -> list[Failure]:
-    """Row-count floor, then row-count and positive-rate bands against the trailing days' medians."""
-    today = window[window[PARTITION_DAY] == day]
-    files = today[FILE].unique()
-    where = str(files[0]) if len(files) == 1 else str(day_dir)
-    if len(today) < vp.min_rows_per_day:
-        return [Failure("min_rows_per_day", None, where, len(today), f"fewer than {vp.min_rows_per_day} rows")]
-    before = window[window[PARTITION_DAY] < day]
-    trailing_days = sorted(before[PARTITION_DAY].unique())[-vp.trailing_days:]
+def _check_partitions(spec: DatasetSpec, parts: list[_Part], session: Session,
+                      checked_at: str) -> tuple[list[Failure], set[int]]:
+    """Layers 1-3 for every part the ledger does not vouch for, in batches of whole partitions."""
+    exps = raw_events(spec)
+    suite_fp = fingerprint(exps, ledger=LEDGER_VERSION, schema=_schema_checked(spec))
+    suite: Suite | None = None
+    failures: list[Failure] = []
+    failed_batches: set[int] = set()
+    batch: list[tuple[_Part, pd.DataFrame]] = []
+    n_batches = 0
+
+    def flush() -> None:
+        nonlocal suite, batch, n_batches
+        if not batch:
+            return
+        suite = suite or session.suite("raw_events", exps, file_column=FILE)
+        frame = batch[0][1] if len(batch) == 1 else pd.concat([f for _, f in batch], ignore_index=True)
+        found = [_explain(f) for f in suite.run(frame)]
+        if any(f.file is None for f in found):  # an expectation raised: no file of the batch is vouched for
+            failed_batches.add(n_batches)
+        failures.extend(found)
+        batch, n_batches = [], n_batches + 1
+
+    ledgers: dict[Path, dict] = {}
+    for part in parts:
+        folder = part.path.parent
+        if folder not in ledgers:
+            ledgers[folder] = read_ledger(folder)
+        entry = ledgers[folder].get(part.path.name)
+        if (_vouches(entry, suite_fp) and isinstance(entry.get("positives"), dict)
+                and sha256_file(part.path) == entry["sha256"]):
+            part.sha256, part.entry = entry["sha256"], entry
+            continue
+        data = part.path.read_bytes()  # hashed and checked from the same bytes
+        part.sha256 = hashlib.sha256(data).hexdigest()
+        problems = schema_failures(part.path, spec, data)
+        if problems:
+            failures += problems
+            part.read_failed = True
+            continue
+        rows = pq.ParquetFile(io.BytesIO(data)).metadata.num_rows
+        if batch and sum(len(f) for _, f in batch) + rows > BATCH_ROWS:
+            flush()
+        frame, problems = _read_checked(part.path, spec, part.day, data)
+        del data
+        if frame is None:
+            failures += problems
+            part.read_failed = True
+            continue
+        part.batch = n_batches
+        part.entry = {"sha256": part.sha256, "suite": suite_fp, "result": PASS, "checked_at": checked_at,
+                      **_stats(frame, spec)}
+        batch.append((part, frame))
+    flush()
+    return failures, failed_batches
+
+
+def _vouches(entry, suite_fp: str) -> bool:
+    return (isinstance(entry, dict) and entry.get("result") == PASS and entry.get("suite") == suite_fp
+            and isinstance(entry.get("sha256"), str) and isinstance(entry.get("rows"), int))
+
+
+def _schema_checked(spec: DatasetSpec) -> dict:
+    """What schema_failures asks of a file, for the suite fingerprint."""
+    return {"columns": list(spec.event_columns),
+            "integer": [spec.user_key, spec.item_key, *spec.binary_tasks],
+            "number": [*spec.event.numeric, *(t.name for t in spec.tasks if not t.is_binary)]}
+
+
+def _stats(frame: pd.DataFrame, spec: DatasetSpec) -> dict:
+    """What the run-day bands and the row-id check need later, without reading the file again."""
+    ids = frame[ROW_ID]
+    lo, hi = ids.min(), ids.max()
+    return {"rows": len(frame),
+            "positives": {t: int(pd.to_numeric(frame[t], errors="coerce").sum()) for t in spec.binary_tasks},
+            "row_id": None if pd.isna(lo) or pd.isna(hi) else [int(lo), int(hi)]}
+
+
+def read_ledger(folder: Path) -> dict[str, dict]:
+    """The ledger records of a partition or table directory, by file name ({} when none or unreadable)."""
+    try:
+        files = read_json(folder / LEDGER).get("files")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return files if isinstance(files, dict) else {}
+
+
+def _write_ledger(folder: Path, entries: dict[str, dict]) -> None:
+    if not folder.is_dir():  # moved to quarantine meanwhile: never recreate the directory
+        return
+    write_json(folder / LEDGER, {"ledger_version": LEDGER_VERSION, "files": entries})
+
+
+def _record_passes(parts: list[_Part], failures: list[Failure], failed_batches: set[int]) -> None:
+    """Write the ledger of every directory with a file checked now, when nothing in it failed."""
+    failed_days = {_day_of(f.file) for f in failures if f.file}
+    by_dir: dict[Path, list[_Part]] = {}
+    for part in parts:
+        by_dir.setdefault(part.path.parent, []).append(part)
+    for folder, mine in by_dir.items():
+        if not any(p.batch is not None for p in mine) or mine[0].day in failed_days:
+            continue
+        if any(p.read_failed or p.entry is None or p.batch in failed_batches for p in mine):
+            continue
+        _write_ledger(folder, {p.path.name: p.entry for p in mine})
+
+
+def _row_id_overlaps(parts: list[_Part]) -> list[Failure]:
+    """Row ids unique across partitions that no one GX run saw together: partitions whose recorded
+    row-id ranges overlap are read (their row ids only) and compared. Every source here numbers rows
+    in day order, so no ranges overlap and nothing is read; a source whose ids interleave across
+    days pays that read for each overlapping pair, on every run."""
+    spans = [(p, p.entry["row_id"]) for p in parts if p.entry and p.entry.get("row_id")]
+    failures = []
+    for i, (a, (lo_a, hi_a)) in enumerate(spans):
+        for b, (lo_b, hi_b) in spans[i + 1:]:
+            if lo_b > hi_a or lo_a > hi_b or (a.batch is not None and a.batch == b.batch):
+                continue
+            ids_a = pd.read_parquet(a.path, columns=[ROW_ID])[ROW_ID]
+            ids_b = pd.read_parquet(b.path, columns=[ROW_ID])[ROW_ID]
+            common = pd.Index(ids_a).intersection(pd.Index(ids_b))
+            if common.empty:
+                continue
+            sample = sorted(int(v) for v in common[:5])
+            for this, ids, other in ((a, ids_a, b), (b, ids_b, a)):
+                failures.append(Failure("expect_column_values_to_be_unique", ROW_ID, str(this.path),
+                                        int(ids.isin(common).sum()), f"row ids also in {other.path}, e.g. {sample}"))
+    return failures
+
+
+def _run_day_bands(spec: DatasetSpec, vp: ValidateParams, parts: list[_Part], day: str, day_dir: Path,
+                   session: Session) -> list[Failure]:
+    """Row-count floor, then row-count and positive-rate bands against the trailing days' medians.
+    The trailing days' counts come from the ledger records; the run day's task columns are read."""
+    today = [p for p in parts if p.day == day]
+    where = str(today[0].path) if len(today) == 1 else str(day_dir)
+    n_today = sum(p.entry["rows"] for p in today)
+    if n_today < vp.min_rows_per_day:
+        return [Failure("min_rows_per_day", None, where, n_today, f"fewer than {vp.min_rows_per_day} rows")]
+    per_day: dict[str, list[int]] = {}  # day -> [rows, positives per binary task...]
+    for p in parts:
+        if p.day < day:
+            counts = [p.entry["rows"], *(p.entry["positives"][t] for t in spec.binary_tasks)]
+            per_day[p.day] = [x + y for x, y in zip(per_day.get(p.day, [0] * len(counts)), counts)]
+    trailing_days = sorted(d for d, c in per_day.items() if c[0] > 0)[-vp.trailing_days:]
     if len(trailing_days) < vp.min_trailing_days:
         return []  # too little history for a band: the first days of a data set
-    trailing = before[before[PARTITION_DAY].isin(trailing_days)].groupby(PARTITION_DAY)
-    rows = float(trailing.size().median())
-    rates = {t: float(trailing[t].mean().median()) for t in spec.binary_tasks}
-    exps = run_day_suite(spec, rows, rates, len(today), vp.row_count_band, vp.positive_rate_band, vp.positive_rate_max_z)
-    return run_suite("run_day", today, exps, file=where, docs_dir=docs_dir)
+    rows = float(statistics.median(per_day[d][0] for d in trailing_days))
+    rates = {t: float(statistics.median(per_day[d][i + 1] / per_day[d][0] for d in trailing_days))
+             for i, t in enumerate(spec.binary_tasks)}
+    exps = run_day_suite(spec, rows, rates, n_today, vp.row_count_band, vp.positive_rate_band, vp.positive_rate_max_z)
+    frame = pd.concat([pd.read_parquet(p.path, columns=[ROW_ID, *spec.binary_tasks]) for p in today],
+                      ignore_index=True)
+    return session.suite("run_day", exps).run(frame, file=where)
 
 
 def check_files(spec: DatasetSpec, layout: Layout, files: list[Path]) -> None:
@@ -105,14 +291,15 @@ def check_files(spec: DatasetSpec, layout: Layout, files: list[Path]) -> None:
         raise DataValidationError("events", failures, quarantined=quarantine_failures(layout, failures))
 
 
-def schema_failures(path: Path, spec: DatasetSpec) -> list[Failure]:
+def schema_failures(path: Path, spec: DatasetSpec, data: bytes | None = None) -> list[Failure]:
     """An event partition opens as parquet and holds exactly the spec's columns, usable dtypes.
-    Schema failures count every row of the file (all of them are unusable)."""
+    Schema failures count every row of the file (all of them are unusable). data: the file's
+    bytes, when the caller holds them."""
     try:
-        meta = pq.ParquetFile(path).metadata
+        meta = pq.ParquetFile(path if data is None else io.BytesIO(data)).metadata
         schema, rows = meta.schema.to_arrow_schema(), meta.num_rows
     except Exception as exc:  # pyarrow raises several types for a broken file
-        size = path.stat().st_size if path.is_file() else 0
+        size = len(data) if data is not None else path.stat().st_size if path.is_file() else 0
         return [Failure("readable_parquet", None, str(path), None, f"cannot read ({size} bytes): {exc}")]
     problems = []
     names = set(schema.names)
@@ -135,11 +322,10 @@ def schema_failures(path: Path, spec: DatasetSpec) -> list[Failure]:
     return problems
 
 
-def _read_checked(path: Path, spec: DatasetSpec, day: str) -> tuple[pd.DataFrame | None, list[Failure]]:
-    problems = schema_failures(path, spec)
-    if problems:
-        return None, problems
-    df = pd.read_parquet(path, columns=list(spec.event_columns))
+def _read_checked(path: Path, spec: DatasetSpec, day: str,
+                  data: bytes | None = None) -> tuple[pd.DataFrame | None, list[Failure]]:
+    """A partition whose schema passed, as a frame with the suite's helper columns (None: no rows)."""
+    df = pd.read_parquet(path if data is None else io.BytesIO(data), columns=list(spec.event_columns))
     if df.empty:
         return None, [Failure("non_empty_partition", None, str(path), 0, "partition holds no rows")]
     df[PARTITION_DAY] = day
@@ -156,26 +342,47 @@ def _explain(f: Failure) -> Failure:
                                               f"({EVENT_DAY} vs {PARTITION_DAY}: {f.detail})")
 
 
-def _entity_failures(spec: DatasetSpec, layout: Layout) -> list[Failure]:
+def _entity_failures(spec: DatasetSpec, layout: Layout, session: Session, checked_at: str) -> list[Failure]:
+    """Layer 5, through the ledger like the event partitions: a table file is checked when its bytes
+    or its suite changed since it last passed."""
     failures = []
     for table in ENTITY_TABLES:
-        for path in sorted(layout.entity_table(table).glob("*.parquet")):
+        exps = entity_table(spec, table)
+        suite_fp = fingerprint(exps, ledger=LEDGER_VERSION, stamp="timestamp[us, tz=UTC]")
+        folder, suite = layout.entity_table(table), None
+        ledger, entries, checked_now, failed = read_ledger(folder), {}, False, False
+        for path in sorted(folder.glob("*.parquet")):
+            entry = ledger.get(path.name)
+            if _vouches(entry, suite_fp) and sha256_file(path) == entry["sha256"]:
+                entries[path.name] = entry
+                continue
+            checked_now = True
+            data = path.read_bytes()
+            found = []
             try:
-                df = pd.read_parquet(path)
+                df = pd.read_parquet(io.BytesIO(data))
             except Exception as exc:
                 failures.append(Failure("readable_parquet", None, str(path), None, f"cannot read: {exc}"))
+                failed = True
                 continue
-            exps = entity_table(spec, table)
             missing = sorted({e.column for e in exps if getattr(e, "column", None)} - set(df.columns))
             if missing:
                 failures.append(Failure("schema", ",".join(missing), str(path), len(df), "missing columns"))
+                failed = True
                 continue
-            stamp = pq.read_schema(path).field(FEATURE_TIMESTAMP).type
+            stamp = pq.read_schema(io.BytesIO(data)).field(FEATURE_TIMESTAMP).type
             if not (pat.is_timestamp(stamp) and stamp.unit == "us" and stamp.tz):
                 # Feast's DuckDB materialization fails on anything else, with a cast error naming no file
-                failures.append(Failure("schema", FEATURE_TIMESTAMP, str(path), len(df),
-                                        f"dtype {stamp}, expected timestamp[us, tz=UTC]"))
-            failures += run_suite(f"entity_{table}", df, exps, file=str(path))
+                found.append(Failure("schema", FEATURE_TIMESTAMP, str(path), len(df),
+                                     f"dtype {stamp}, expected timestamp[us, tz=UTC]"))
+            suite = suite or session.suite(f"entity_{table}", exps)
+            found += suite.run(df, file=str(path))
+            failures += found
+            failed = failed or bool(found)
+            entries[path.name] = {"sha256": hashlib.sha256(data).hexdigest(), "suite": suite_fp, "result": PASS,
+                                  "checked_at": checked_at, "rows": len(df)}
+        if checked_now and not failed:
+            _write_ledger(folder, entries)
     return failures
 
 

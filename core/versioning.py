@@ -39,6 +39,11 @@ if TYPE_CHECKING:
     from dvc_data.hashfile.hash_info import HashInfo
 
 PREFIX = "mtrec"
+# Files in versioned directories that are not data: the validation ledger's records
+# (components/validate.py LEDGER) and their atomic-write temp files. A record says when and under
+# which suite the data was checked; in the tree it would change a day's DVC hash without a byte of
+# data changing, and a record rewritten while a parallel run hashes the day would race the copy.
+UNVERSIONED = ("_validated.json",)
 LOCAL_REMOTE = "mtrec-local"   # the ad-hoc name of a remote given as a path or URL
 HASH_NAME = "md5"
 
@@ -75,6 +80,27 @@ def _is_url(remote: str) -> bool:
     return "://" in remote or remote.startswith(("/", ".", "~")) or os.sep in remote
 
 
+def unversioned(name: str) -> bool:
+    """A file name a directory's DVC tree leaves out (UNVERSIONED, or one's atomic-write temp file)."""
+    return name in UNVERSIONED or any(name.startswith(f".{n}.") and name.endswith(".tmp") for n in UNVERSIONED)
+
+
+class _Unversioned:
+    """dvc_data's Ignore for `build`: walks a directory without the UNVERSIONED files."""
+
+    def walk(self, fs, path, **kwargs):
+        for root, dirs, files in fs.walk(path, **kwargs):
+            if isinstance(files, dict):
+                yield root, dirs, {k: v for k, v in files.items() if not unversioned(k)}
+            else:
+                yield root, dirs, [f for f in files if not unversioned(f)]
+
+    def find(self, fs, path, **kwargs):
+        for root, _, files in self.walk(fs, path, **kwargs):
+            for name in files:
+                yield fs.join(root, name)
+
+
 @dataclass
 class Store:
     """A DVC repository handle bound to one cache directory and one remote."""
@@ -102,7 +128,7 @@ class Store:
         from dvc_data.hashfile.build import build
         from dvc_data.hashfile.transfer import transfer
 
-        staging, meta, obj = build(self.cache, os.fspath(path), self.cache.fs, HASH_NAME)
+        staging, meta, obj = build(self.cache, os.fspath(path), self.cache.fs, HASH_NAME, ignore=_Unversioned())
         transfer(staging, self.cache, {obj.hash_info}, shallow=False, hardlink=False)
         return obj.hash_info, {"md5": obj.hash_info.value, "size": meta.size, "nfiles": meta.nfiles}
 
@@ -202,7 +228,8 @@ class Store:
         """DVC's hash of a file or directory without adding it anywhere: {"md5", "size", "nfiles"}."""
         from dvc_data.hashfile.build import build
 
-        _, meta, obj = build(self.cache, os.fspath(path), self.cache.fs, HASH_NAME, dry_run=True)
+        _, meta, obj = build(self.cache, os.fspath(path), self.cache.fs, HASH_NAME, dry_run=True,
+                             ignore=_Unversioned())
         return {"md5": obj.hash_info.value, "size": meta.size, "nfiles": meta.nfiles}
 
     # ------------------------------------------------------------------ manifest keys

@@ -90,3 +90,18 @@ def run_day(spec: DatasetSpec, trailing_rows: float, trailing_rates: dict[str, f
         low, high = min(rate_band[0] * p0, p0 - max_z * sigma), max(rate_band[1] * p0, p0 + max_z * sigma)
         exps.append(gxe.ExpectColumnMeanToBeBetween(column=task, min_value=max(low, 0.0), max_value=min(high, 1.0)))
     return exps
+
+
+def fingerprint(expectations: list, **extra) -> str:
+    """sha256 over what a suite checks: each expectation's type and arguments, in order, the GX
+    version (a new GX may judge the same data differently) and `extra` (checks made outside GX).
+    A validation ledger keys its records by it, so a changed suite re-checks every partition."""
+    import hashlib
+    import json
+
+    import great_expectations as gx
+
+    body = {"gx": gx.__version__, "extra": extra,
+            "expectations": [{k: c[k] for k in ("type", "kwargs")}
+                             for c in (e.configuration.to_json_dict() for e in expectations)]}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
