@@ -15,19 +15,25 @@ Outputs in the run directory: model.onnx (one self-contained file) and export.js
 serving metrics: {exported, reason, opset, onnx_sha256, checkpoint_sha256 (the blessed model.pt),
 inputs, outputs,
 parity: {atol, rows, max_abs_diff: {batch: {task: max|diff|}}},
-latency: {onnxruntime|torch_eager: {batch: {p50_ms, p99_ms}}}, latency_setup: {...}, ...}.
+latency: {onnxruntime|torch_eager: {batch: {p50_ms, p99_ms}}}, latency_setup: {...},
+serving_check: {status, passed, reason, rows, max_abs_diff, feature_mismatch, ...}, ...}.
+
+After a successful export, components/serving_check.py scores the run day's test rows through
+the online path (Feast's online store, encoders.json, model.onnx in onnxruntime) and compares
+them with predictions.parquet; promote refuses a run whose check failed.
 """
 from __future__ import annotations
 
 import logging
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
+from components import serving_check
 from core.atomic import atomic_path, write_json
 from core.blessing import Blessing
 from core.config import Params
@@ -243,6 +249,9 @@ def run(ctx: RunContext) -> ExportResult:
         run_files.onnx.unlink(missing_ok=True)  # made from bytes of unknown provenance
         return _refuse(run_files, f"model.pt changed during the export: {after}")
     report["checkpoint_sha256"] = blessing.model_sha256
+    # The same model through the online path: Feast's online store, encoders.json, onnxruntime.
+    # A failed check leaves the export in place; promote refuses it (components/serving_check.py).
+    report["serving_check"] = asdict(serving_check.check(spec, params, ctx.layout, run_files))
     write_json(run_files.export_report, report)
     return ExportResult(skipped=False, reason="blessed", onnx_path=onnx_path, report=report)
 

@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from components.sources import adapter
+from components.sources import adapter, call
 from core.atomic import atomic_path
 from core.config import Params
 from core.dates import landing_days
@@ -43,7 +43,8 @@ def run(ctx: RunContext, *, source_dir: Path | None = None) -> IngestResult:
     source = adapter(spec.source)
     source_dir = source_dir or layout.source_dir
     # Large sources read only the days asked for; small ones load whole.
-    tables = source.load_days(source_dir, days) if hasattr(source, "load_days") else source.load(source_dir)
+    tables = (call(source.load_days, source_dir, days, spec=spec) if hasattr(source, "load_days")
+              else call(source.load, source_dir, spec=spec))
     _check_columns(tables.events, spec)
     events = tables.events
     by_day = dict(tuple(events.groupby(events[TIMESTAMP].dt.tz_convert("UTC").dt.strftime("%Y-%m-%d"), sort=False)))

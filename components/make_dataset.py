@@ -75,7 +75,10 @@ def point_in_time_join(spec: DatasetSpec, layout: Layout, events: pd.DataFrame) 
     with locked(layout.feast_dir):  # not while another run materializes (see components/materialize.py)
         store = open_store(layout)
         service = store.get_feature_service(feature_service_name(spec))
-        joined = store.get_historical_features(entity_df=events, features=service).to_df()
+        if service.feature_view_projections:
+            joined = store.get_historical_features(entity_df=events, features=service).to_df()
+        else:  # no profile or activity features (a `files` source without tables or aggregates)
+            joined = events.copy()
     if len(joined) != len(events) or not joined[ROW_ID].is_unique or set(joined[ROW_ID]) != set(events[ROW_ID]):
         raise RowCountError(f"point-in-time join returned {len(joined)} rows for {len(events)} events "
                             f"({joined[ROW_ID].nunique()} distinct row ids)")

@@ -27,6 +27,9 @@ from core.spec import DatasetSpec
 from core.context import RunContext
 
 
+LAST_INSTANT = dt.timedelta(microseconds=1)   # the lake's timestamps are microseconds
+
+
 @dataclass(frozen=True)
 class MaterializeResult:
     views: dict[str, list[str]]   # view -> [start, end) materialized, ISO timestamps
@@ -43,8 +46,11 @@ def run(ctx: RunContext) -> MaterializeResult:
                 continue
             start = end - view.ttl - dt.timedelta(days=1)
             with contextlib.redirect_stdout(io.StringIO()):  # Feast prints coloured progress to stdout
-                store.materialize(start_date=start, end_date=end, feature_views=[view.name])
+                # Feast's end_date is inclusive: the next serve day's rows, stamped at `end`, stay out
+                # (they exist once a later date's features step ran: a backfill, a rerun).
+                store.materialize(start_date=start, end_date=end - LAST_INSTANT, feature_views=[view.name])
             done[view.name] = [start.isoformat(), end.isoformat()]
-    if not done:
+    if not done and (spec.user.columns or spec.item.columns or spec.aggregates):
         raise RuntimeError(f"no Feast feature views registered for {spec.name}: run the features step first")
+    # (a data set without profile and activity features has nothing to serve online)
     return MaterializeResult(done)

@@ -3,7 +3,11 @@
 Refuses (and leaves the registry untouched) unless blessing.json (core.blessing) says blessed,
 the run's model.pt still has the sha256 the gate blessed (model_sha256), export.json says that
 model.pt (checkpoint_sha256) was exported, and model.onnx exists with the sha256 that export.json
-recorded; a refusal over changed bytes names both hashes (blessed vs current). A blessing.json
+recorded, and export.json's serving check (components/serving_check.py) did not fail: a failed
+check (online features or scores differ from the offline ones) is refused with its numbers; a
+skipped one (no online store, or one that holds another serve day) and an export.json written
+before the check existed are not refusals. A refusal over changed bytes names both hashes
+(blessed vs current). A blessing.json
 without model_sha256 (written before model hashing) is refused: re-run the gate. The champion
 moves by compare-and-swap against the champion the gate compared with, so a model blessed
 against yesterday's champion cannot overwrite a newer one promoted meanwhile; a backfilled
@@ -63,6 +67,9 @@ def _promote(run_files: RunFiles, spec: DatasetSpec, params: Params, layout: Lay
     if current != sha:
         return PromotionResult(False, f"{run_files.onnx} differs from the sha256 in export.json: exported "
                                       f"onnx_sha256 {sha}, current {current}")
+    failed = _serving_check_refusal(export.get("serving_check"))  # online path vs offline predictions
+    if failed:
+        return PromotionResult(False, failed)
     for p in (run_files.encoders, run_files.metrics):
         if not p.is_file():
             return PromotionResult(False, f"{p} is missing")
@@ -86,3 +93,15 @@ def _promote(run_files: RunFiles, spec: DatasetSpec, params: Params, layout: Lay
     except registry.RegistryConflict as exc:
         return PromotionResult(False, f"champion changed since the gate ran ({exc}); re-run the gate")
     return PromotionResult(True, f"promoted {params.date} (replaces {gated_against})", record)
+
+
+def _serving_check_refusal(record) -> str | None:
+    """Why export.json's serving_check (components/serving_check.py) forbids the promotion, or
+    None: a passed or skipped check, or an export.json written before the check existed."""
+    if record is None:
+        return None
+    if not isinstance(record, dict):
+        return f"export.json's serving_check is not an object ({type(record).__name__}): re-run export"
+    if record.get("status") == "failed" or record.get("passed") is False:
+        return f"serving check failed: {record.get('reason') or 'no reason recorded'} (export.json serving_check)"
+    return None

@@ -7,7 +7,9 @@ AUC on the same test rows, a ROC and a reliability (calibration) curve per binar
 ECE's own equal-width bins, core.metrics; the ECE shown is metrics.json's, never recomputed), a
 prediction-vs-label and residual plot per regression task, the per-day AUC trend (RMSE for
 regression tasks) over the last `TREND_RUNS` runs of this dataset and model up to this run's
-date, the training loss curves, and the ONNX export's parity and latency.
+date, the training loss curves, the ONNX export's parity and latency, and the serving check
+(the run day's rows scored through the online store vs predictions.parquet: pass/fail, rows,
+max |difference|, the features that differ online vs offline with why).
 
 `range_report` writes artifacts/reports/<dataset>/<model>/<first>_<last>.html: each date's
 status (promoted, blessed, refused, failed, missing), the AUC/RMSE trend per task over the
@@ -458,7 +460,42 @@ def _export_section(page: _Page, rf: RunFiles) -> h.Raw:
         parts += [h.Raw("<h3>latency</h3>"), h.table(["engine", "batch", "p50 ms", "p99 ms"], rows, digits=3)]
     elif export.get("exported"):
         parts.append(page.na("latency", "export.json records none"))
+    if export.get("exported"):
+        parts += _serving_check_parts(page, export.get("serving_check"))
     return h.section(title, *parts, anchor="export")
+
+
+def _serving_check_parts(page: _Page, check) -> list:
+    """export.json's serving_check (components/serving_check.py): the run day's test rows scored
+    through the online store vs predictions.parquet, and the features that differ, with why."""
+    parts: list = [h.Raw("<h3>serving check: online store + onnxruntime vs offline predictions</h3>")]
+    if not isinstance(check, dict):
+        return parts + [page.na("serving check", "export.json records none (exported before the check existed)")]
+    status = check.get("status")
+    ok = {"passed": True, "failed": False}.get(status)
+    parts.append(h.Raw(f"<p>{h.badge(ok, 'passed', 'FAILED', str(status or 'n/a'))} {h.esc(check.get('reason', ''))}</p>"))
+    per_task = check.get("max_abs_diff_per_task") or {}
+    facts = [["serve day", check.get("serve_day")],
+             ["rows checked", f"{check.get('rows')} of {check.get('day_rows')} test rows on the run day "
+                              f"({check.get('sample')})"],
+             ["rows whose online features all agree", check.get("agreeing_rows")],
+             ["max |online - offline score| over those rows", _num(check.get("max_abs_diff"), ".1e")],
+             *[[f"  task {t}", _num(d, ".1e")] for t, d in per_task.items()],
+             ["tolerance (export.parity_atol)", _num(check.get("atol"), ".0e")],
+             ["max share of rows a feature may differ (export.max_feature_mismatch)",
+              _num(check.get("max_feature_mismatch"), ".1%")],
+             ["rows whose online features belong to another serve day", check.get("other_serve_day_rows")],
+             ["serve days of the online activity rows", ", ".join(check.get("online_serve_days") or []) or "n/a"]]
+    parts.append(h.table(["", "value"], facts))
+    shares = {f: s for f, s in (check.get("feature_mismatch") or {}).items() if _is_number(s) and s > 0}
+    reasons = check.get("mismatch_reasons") or {}
+    if shares:
+        rows = [[f, _num(s, ".1%"), "; ".join(f"{why}: {n} rows" for why, n in (reasons.get(f) or {}).items())]
+                for f, s in sorted(shares.items(), key=lambda kv: -kv[1])]
+        parts.append(h.table(["feature", "rows that differ online vs offline", "why"], rows))
+    elif "feature_mismatch" in check:
+        parts.append(h.para(f"every online feature equals the offline one on all {check.get('rows')} rows", "meta"))
+    return parts
 
 
 def _files_section(rf: RunFiles) -> h.Raw:

@@ -9,6 +9,8 @@ inputs   (what the run read)
          lake/<ds>/{user,item}_activity/dt=<day>   activity features for each day of the window
   run:   dataset                          the split files (train/valid/test.parquet, manifest.json)
   repo:  features/datasets/<ds>.yaml      the dataset spec (also in git at the recorded revision)
+  spec:  <ds>.yaml                        ... or, for a spec from $MTREC_SPEC_PATH (outside the
+                                          checkout), the spec under the root "spec", its directory
   and the resolved params, written into the manifest itself
 outputs  every other file of the run directory: encoders.json, model_config.json, model.pt,
          train_log.json, metrics.json, predictions.parquet, blessing.json, model.onnx (when
@@ -17,7 +19,8 @@ outputs  every other file of the run directory: encoders.json, model_config.json
 Files get md5 (DVC's object name), sha256 and size. model.pt also gets `weights_sha256`, a digest
 of its tensors (name, dtype, shape, bytes), so a retrain can be compared weight for weight as
 well as file for file. Paths are relative to a root ("data": the data root, "run": the run
-directory, "repo": the checkout), so a manifest never depends on where the original run lived.
+directory, "repo": the checkout, "spec": the directory of a spec outside it), so a manifest never
+depends on where the original run lived.
 
 The manifest (`run_manifest.json` in the run directory, a copy at artifacts/manifests/<run_id>.json)
 also holds the git revision and dirty flag, the environment (python, torch, DVC, torch threads,
@@ -47,7 +50,7 @@ from core.atomic import write_json
 from core.config import REPO_ROOT, Params
 from core.dates import landing_days, split_days
 from core.layout import Layout, RunFiles
-from core.spec import SPEC_DIR, DatasetSpec
+from core.spec import DatasetSpec, SpecError, spec_path
 from core.context import RunContext
 
 log = logging.getLogger("mtrec.version")
@@ -79,7 +82,7 @@ class VersionResult:
 class Item:
     """One versioned file or directory: where it is (root + relative path) and its role."""
 
-    root: str      # "data" | "run" | "repo"
+    root: str      # "data" | "run" | "repo" | "spec"
     path: str      # relative to the root, with "/" separators
 
     def locate(self, roots: dict[str, Path]) -> Path:
@@ -87,7 +90,20 @@ class Item:
 
 
 def roots_for(params: Params, run_files: RunFiles, repo_root: Path = REPO_ROOT) -> dict[str, Path]:
-    return {"data": Path(params.data_root), "run": Path(run_files.root), "repo": Path(repo_root)}
+    roots = {"data": Path(params.data_root), "run": Path(run_files.root), "repo": Path(repo_root)}
+    try:
+        roots["spec"] = spec_path(params.dataset).parent
+    except SpecError:   # no spec here (a run directory read elsewhere): nothing to locate under "spec"
+        pass
+    return roots
+
+
+def spec_item(name: str) -> Item:
+    """The dataset spec: in the checkout (root "repo"), or in a $MTREC_SPEC_PATH directory (root "spec")."""
+    path = spec_path(name)
+    if path.is_relative_to(REPO_ROOT):
+        return Item("repo", path.relative_to(REPO_ROOT).as_posix())
+    return Item("spec", path.name)
 
 
 def input_items(spec: DatasetSpec, params: Params, layout: Layout, run_files: RunFiles) -> list[Item]:
@@ -105,7 +121,7 @@ def input_items(spec: DatasetSpec, params: Params, layout: Layout, run_files: Ru
     if not run_files.dataset_dir.is_dir():
         raise FileNotFoundError(f"{run_files.dataset_dir} is missing: run the dataset step before version")
     items.append(Item("run", "dataset"))
-    items.append(Item("repo", (SPEC_DIR / f"{spec.name}.yaml").relative_to(REPO_ROOT).as_posix()))
+    items.append(spec_item(spec.name))
     return items
 
 

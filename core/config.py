@@ -111,6 +111,12 @@ class ExportParams:
     latency_batch_sizes: tuple[int, ...] = (1, 1024)
     latency_repeats: int = 100
     latency_warmup: int = 10
+    # Serving check (components/serving_check.py): the run day's test rows scored through the
+    # online store. A feature may differ online vs offline on at most this share of the rows
+    # (rows whose features agree must score within parity_atol); all rows up to
+    # serving_check_rows are checked, else a seeded sample of that many (at least 1000).
+    max_feature_mismatch: float = 0.01
+    serving_check_rows: int = 20000
 
 
 @with_config(_STRICT_KEYS)

@@ -63,6 +63,16 @@ class Layout:
         return self.data_root / "feast" / self.dataset
 
     @property
+    def feast_registry(self) -> Path:
+        """Feast's registry file (features.store's RepoConfig)."""
+        return self.feast_dir / "registry.db"
+
+    @property
+    def online_store(self) -> Path:
+        """Feast's SQLite online store, as materialize left it (features.store's RepoConfig)."""
+        return self.feast_dir / "online.db"
+
+    @property
     def quarantine_dir(self) -> Path:
         return self.data_root / "quarantine" / self.dataset
 

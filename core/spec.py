@@ -1,11 +1,17 @@
 """Dataset spec: the contract between a team's logs and every pipeline step.
 
-One YAML file per data set (features/datasets/<name>.yaml) names the keys, the tasks and the
-features per entity. Everything downstream (lake schema, Feast views, GX suites, encoders, model
-heads) is derived from it, so a new data set needs a spec and day partitions, nothing else.
+One YAML file per data set (features/datasets/<name>.yaml, or <dir>/<name>.yaml for a directory
+of $MTREC_SPEC_PATH) names the keys, the tasks and the features per entity. Everything downstream
+(lake schema, Feast views, GX suites, encoders, model heads) is derived from it, so a new data set
+needs a spec and day partitions, nothing else.
+
+`source:` is either the name of an adapter module (components/sources/<name>.py, which knows a
+data set's quirks) or a mapping `{type: files, ...}`: the generic file source (FilesSource), which
+reads a team's own parquet/CSV logs as they are, with no code.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -13,9 +19,16 @@ from typing import Literal
 import yaml
 
 SPEC_DIR = Path(__file__).resolve().parent.parent / "features" / "datasets"
+SPEC_PATH_ENV = "MTREC_SPEC_PATH"     # more spec directories, colon-separated, searched after SPEC_DIR
 TIMESTAMP = "event_timestamp"
 ROW_ID = "row_id"
 FEATURE_TIMESTAMP = "feature_timestamp"
+# Event features the files source derives from the event time (in the source's timezone) when
+# the files lack them.
+DERIVED_EVENT_FEATURES = ("hour", "weekday")
+TIME_UNITS = ("s", "ms", "us", "ns", "iso")
+SOURCE_KEYS = ("type", "events", "event_time", "timezone", "users", "items", "rename", "spec_file")
+EVENT_TIME_KEYS = ("column", "unit")
 
 
 class SpecError(ValueError):
@@ -71,9 +84,41 @@ class Aggregates:
 
 
 @dataclass(frozen=True)
+class FilesSource:
+    """`source: {type: files, ...}`: a team's own log files, read as they are.
+
+    Paths are absolute here (spec_from_dict resolves relative ones from the spec file's
+    directory); `events` may be a file, a glob or a directory (.parquet, .csv, .csv.gz files).
+    time_unit: s | ms | us | ns (epoch numbers) | iso (strings); None = a native timestamp column
+    (or ISO strings). Timestamps without an offset are wall-clock times in `timezone`, whose
+    calendar days are the lake's day partitions. rename maps a file column to the spec's name.
+    spec_file: the spec the source was declared in, named by every error about it.
+    """
+
+    events: str
+    time_column: str
+    time_unit: str | None = None
+    timezone: str = "UTC"
+    users: str | None = None
+    items: str | None = None
+    rename: dict = field(default_factory=dict)
+    spec_file: str | None = None
+
+    type = "files"   # the adapter module (components/sources/files.py); a class attribute, not a field
+
+    def to_dict(self) -> dict:
+        """The spec file's `source:` mapping (paths absolute), which spec_from_dict reads back."""
+        return {"type": self.type, "events": self.events,
+                "event_time": {"column": self.time_column, **({"unit": self.time_unit} if self.time_unit else {})},
+                "timezone": self.timezone, **({"users": self.users} if self.users else {}),
+                **({"items": self.items} if self.items else {}), **({"rename": dict(self.rename)} if self.rename else {}),
+                **({"spec_file": self.spec_file} if self.spec_file else {})}
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     name: str
-    source: str
+    source: str                  # the adapter module in components/sources/ ("files" for a FilesSource)
     user_key: str
     item_key: str
     request_key: str | None
@@ -85,6 +130,7 @@ class DatasetSpec:
     aggregates: Aggregates | None = None
     validation: dict = field(default_factory=dict)   # overrides of params.yaml `validate:`
     gate: dict = field(default_factory=dict)         # overrides of params.yaml `gate:` (AUC floors)
+    files: FilesSource | None = None                 # `source: {type: files, ...}`
 
     @property
     def user_activity(self) -> tuple[str, ...]:
@@ -129,16 +175,45 @@ class DatasetSpec:
         return (ROW_ID, TIMESTAMP) + keys + extra + self.task_names
 
 
-def load_spec(name: str, spec_dir: Path | None = None) -> DatasetSpec:
-    """Read features/datasets/<name>.yaml into a DatasetSpec, failing with the file named."""
-    spec_dir = spec_dir or SPEC_DIR
-    path = spec_dir / f"{name}.yaml"
+def spec_dirs() -> list[Path]:
+    """Where specs are looked up, in order: features/datasets, then each directory of
+    $MTREC_SPEC_PATH (colon-separated; empty entries skipped, ~ expanded)."""
+    extra = [Path(d).expanduser() for d in os.environ.get(SPEC_PATH_ENV, "").split(os.pathsep) if d.strip()]
+    return [SPEC_DIR, *extra]
+
+
+def known_datasets(spec_dir: Path | None = None) -> list[str]:
+    """Names of every spec found (the first directory holding a name wins)."""
+    dirs = [spec_dir] if spec_dir else spec_dirs()
+    return sorted({p.stem for d in dirs if d.is_dir() for p in d.glob("*.yaml")})
+
+
+def spec_path(name: str, spec_dir: Path | None = None) -> Path:
+    """The spec file of data set `name`: the first <dir>/<name>.yaml of spec_dirs() (or of
+    spec_dir alone). SpecError when none holds it, listing the known names and the dirs searched."""
     if not name.replace("_", "").replace("-", "").isalnum():
         raise SpecError(f"dataset name {name!r} is not a plain identifier")
-    if not path.is_file():
-        known = sorted(p.stem for p in spec_dir.glob("*.yaml"))
-        raise SpecError(f"unknown dataset {name!r}: no spec at {path} (known: {', '.join(known)})")
-    spec = spec_from_dict(yaml.safe_load(path.read_text()), where=str(path))
+    dirs = [spec_dir] if spec_dir else spec_dirs()
+    for d in dirs:
+        if (d / f"{name}.yaml").is_file():
+            return (d / f"{name}.yaml").absolute()
+    raise SpecError(f"unknown dataset {name!r}: no spec {name}.yaml in {', '.join(str(d) for d in dirs)} "
+                    f"(known: {', '.join(known_datasets(spec_dir))}; more directories: ${SPEC_PATH_ENV})")
+
+
+def load_spec(name: str, spec_dir: Path | None = None) -> DatasetSpec:
+    """Read <name>.yaml (features/datasets, then $MTREC_SPEC_PATH; or spec_dir alone) into a
+    DatasetSpec, failing with the file named."""
+    path = spec_path(name, spec_dir)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: expected a mapping (name, source, keys, tasks, features ...)")
+    if isinstance(raw.get("source"), dict):
+        raw = {**raw, "source": {**raw["source"], "spec_file": str(path)}}
+    spec = spec_from_dict(raw, where=str(path))
     if spec.name != name:
         raise SpecError(f"{path}: name field {spec.name!r} differs from the file name {name!r}")
     return spec
@@ -147,12 +222,13 @@ def load_spec(name: str, spec_dir: Path | None = None) -> DatasetSpec:
 def spec_from_dict(raw: dict, where: str = "dataset spec") -> DatasetSpec:
     """A DatasetSpec from the spec file's mapping (a YAML file's, or spec_to_dict's), checked."""
     path = where
+    files = _files_source(raw.get("source"), where) if isinstance(raw.get("source"), dict) else None
     try:
         feats = raw["features"]
         tasks = tuple(Task(t["name"], t["type"], t.get("parent")) for t in raw["tasks"])
         spec = DatasetSpec(
             name=raw["name"],
-            source=raw.get("source", raw["name"]),
+            source=files.type if files else raw.get("source", raw["name"]),
             user_key=raw["keys"]["user"],
             item_key=raw["keys"]["item"],
             request_key=raw["keys"].get("request"),
@@ -164,6 +240,7 @@ def spec_from_dict(raw: dict, where: str = "dataset spec") -> DatasetSpec:
             aggregates=_aggregates(raw.get("aggregates")),
             validation=raw.get("validation") or {},
             gate=raw.get("gate") or {},
+            files=files,
         )
     except (KeyError, TypeError) as exc:
         raise SpecError(f"{path}: missing or malformed field {exc}") from exc
@@ -184,6 +261,12 @@ def spec_from_dict(raw: dict, where: str = "dataset spec") -> DatasetSpec:
     dupes = sorted({c for c in all_features if all_features.count(c) > 1})
     if dupes:
         raise SpecError(f"{path}: feature names used twice: {dupes}")
+    if files:
+        for group, table in (("user", files.users), ("item", files.items)):
+            if getattr(spec, group).columns and not table:
+                raise SpecError(f"{path}: features.{group} lists {list(getattr(spec, group).columns)}, but "
+                                f"source.{group}s names no table to read them from (add source.{group}s: FILE, "
+                                f"or leave features.{group} empty)")
     return spec
 
 
@@ -193,7 +276,7 @@ def spec_to_dict(spec: DatasetSpec) -> dict:
     group = lambda g: {"categorical": list(g.categorical), "numeric": list(g.numeric)}  # noqa: E731
     agg = spec.aggregates
     return {
-        "name": spec.name, "source": spec.source, "keys": keys,
+        "name": spec.name, "source": spec.files.to_dict() if spec.files else spec.source, "keys": keys,
         "tasks": [{"name": t.name, "type": t.type, **({"parent": t.parent} if t.parent else {})} for t in spec.tasks],
         "features": {"event": group(spec.event), "user": group(spec.user), "item": group(spec.item)},
         "value_model": spec.value_model,
@@ -217,3 +300,63 @@ def _aggregates(raw: dict | None) -> Aggregates | None:
 def _group(raw: dict | None) -> FeatureGroup:
     raw = raw or {}
     return FeatureGroup(tuple(raw.get("categorical") or ()), tuple(raw.get("numeric") or ()))
+
+
+def _files_source(raw: dict, where: str) -> FilesSource:
+    """`source: {type: files, ...}`, checked: known keys only, a known time unit and timezone;
+    relative paths resolve from the spec file's directory."""
+    def fail(key: str, msg: str) -> SpecError:
+        return SpecError(f"{where}: source.{key}: {msg}")
+
+    unknown = sorted(set(raw) - set(SOURCE_KEYS))
+    if unknown:
+        raise fail(unknown[0], f"unknown key (known: {', '.join(k for k in SOURCE_KEYS if k != 'spec_file')})")
+    if raw.get("type") != "files":
+        raise fail("type", f"{raw.get('type')!r}: a source mapping needs type: files (or name an adapter module "
+                           "as a string, `source: ml100k`)")
+    spec_file = raw.get("spec_file")
+    base = Path(spec_file).parent if spec_file else None
+
+    def location(key: str, required: bool) -> str | None:
+        value = raw.get(key)
+        if value is None:
+            if required:
+                raise fail(key, "missing (a file, glob or directory of .parquet/.csv/.csv.gz files)")
+            return None
+        if not isinstance(value, str) or not value.strip():
+            raise fail(key, f"{value!r} is not a path")
+        p = Path(value).expanduser()
+        if not p.is_absolute():
+            if base is None:
+                raise fail(key, f"relative path {value!r} outside a spec file")
+            p = base / p
+        return os.path.normpath(str(p))
+
+    time = raw.get("event_time")
+    if isinstance(time, str):
+        time = {"column": time}
+    if not isinstance(time, dict) or not isinstance(time.get("column"), str):
+        raise fail("event_time", f"{time!r}: expected {{column: NAME, unit: {'|'.join(TIME_UNITS)}}}")
+    unknown = sorted(set(time) - set(EVENT_TIME_KEYS))
+    if unknown:
+        raise fail(f"event_time.{unknown[0]}", f"unknown key (known: {', '.join(EVENT_TIME_KEYS)})")
+    unit = time.get("unit")
+    if unit is not None and unit not in TIME_UNITS:
+        raise fail("event_time.unit", f"unknown time unit {unit!r} for column {time['column']!r} "
+                                      f"(known: {', '.join(TIME_UNITS)})")
+    timezone = raw.get("timezone", "UTC")
+    try:
+        from zoneinfo import ZoneInfo
+
+        ZoneInfo(str(timezone))
+    except (ValueError, KeyError, OSError) as exc:  # ZoneInfoNotFoundError is a KeyError
+        raise fail("timezone", f"unknown time zone {timezone!r} (an IANA name: UTC, Europe/Berlin ...)") from exc
+    rename = raw.get("rename") or {}
+    if not isinstance(rename, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in rename.items()):
+        raise fail("rename", f"{rename!r}: expected a mapping file column -> spec name")
+    targets = list(rename.values())
+    if len(set(targets)) != len(targets):
+        raise fail("rename", f"two file columns renamed to one name: {sorted({t for t in targets if targets.count(t) > 1})}")
+    return FilesSource(events=location("events", True), time_column=time["column"], time_unit=unit,
+                       timezone=str(timezone), users=location("users", False), items=location("items", False),
+                       rename=dict(rename), spec_file=spec_file)

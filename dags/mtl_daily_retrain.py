@@ -19,8 +19,12 @@ from pathlib import Path
 import pendulum
 from airflow.sdk import DAG, Asset, DeadlineAlert, DeadlineReference, Param, SyncCallback, task
 
-# The trigger form offers the data sets that have a spec (a directory listing: no heavy import).
-DATASETS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "features" / "datasets").glob("*.yaml"))
+# The trigger form offers the data sets that have a spec: features/datasets/, then each directory of
+# $MTREC_SPEC_PATH (colon-separated), as core.spec.spec_dirs searches them (a directory listing: no
+# heavy import).
+SPEC_DIRS = [Path(__file__).resolve().parents[1] / "features" / "datasets",
+             *(Path(d).expanduser() for d in os.environ.get("MTREC_SPEC_PATH", "").split(os.pathsep) if d.strip())]
+DATASETS = sorted({p.stem for d in SPEC_DIRS if d.is_dir() for p in d.glob("*.yaml")})
 # Data flow order, matching mtrec.pipeline.STEPS (a test keeps them equal).
 STEP_IDS = ["fetch", "ingest", "features", "validate", "materialize", "dataset", "train", "evaluate", "gate", "export", "promote", "report", "version"]
 
@@ -73,7 +77,7 @@ with DAG(
     },
     deadline=DEADLINE,
     params={
-        "dataset": Param("ml100k", type="string", enum=DATASETS, description="data set spec in features/datasets/"),
+        "dataset": Param("ml100k", type="string", enum=DATASETS, description="data set spec in features/datasets/ or $MTREC_SPEC_PATH"),
         "backbone": Param(None, type=["null", "string"], description="override model.backbone.name"),
         "transfer": Param(None, type=["null", "string"], description="override model.transfer.name"),
         "train_days": Param(None, type=["null", "integer"], minimum=1, description="override window.train_days"),

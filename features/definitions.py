@@ -1,7 +1,8 @@
 """Feast objects for one data set, derived from its dataset spec.
 
 Entities: user and item (join keys from the spec). Feature views:
-- <dataset>_user_profile, <dataset>_item_profile: snapshot tables (long TTL);
+- <dataset>_user_profile, <dataset>_item_profile: snapshot tables (long TTL), for a group with
+  features (a `files` source may have no user or item table);
 - <dataset>_user_activity, <dataset>_item_activity: daily rolling aggregates stamped at their
   serve day's 00:00 UTC (TTL one day: an event joins its own day's row, never a later one).
 FileSources read the lake directly (an explicit ParquetFormat is required for directories and
@@ -35,9 +36,11 @@ def build_objects(spec: DatasetSpec, layout: Layout) -> list:
     """Entities, feature views and the feature service to `apply` for this data set."""
     user = Entity(name="user", join_keys=[spec.user_key], value_type=ValueType.INT64)
     item = Entity(name="item", join_keys=[spec.item_key], value_type=ValueType.INT64)
+    # A profile view per group with features (a data set may have none for users or items: Feast
+    # cannot hold a view without features).
     views = [
-        _profile_view(f"{spec.name}_user_profile", user, layout, "users", spec.user.categorical, spec.user.numeric),
-        _profile_view(f"{spec.name}_item_profile", item, layout, "items", spec.item.categorical, spec.item.numeric),
+        _profile_view(f"{spec.name}_{entity.name}_profile", entity, layout, table, group.categorical, group.numeric)
+        for entity, table, group in ((user, "users", spec.user), (item, "items", spec.item)) if group.columns
     ]
     if spec.aggregates:
         for table, (entity, _) in ACTIVITY_TABLES.items():

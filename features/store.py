@@ -20,9 +20,9 @@ def repo_config(layout: Layout) -> RepoConfig:
     return RepoConfig(
         project=f"mtrec_{layout.dataset}",
         provider="local",
-        registry=RegistryConfig(path=str(layout.feast_dir / "registry.db"), cache_ttl_seconds=0),
+        registry=RegistryConfig(path=str(layout.feast_registry), cache_ttl_seconds=0),
         offline_store=DuckDBOfflineStoreConfig(),
-        online_store=SqliteOnlineStoreConfig(path=str(layout.feast_dir / "online.db")),
+        online_store=SqliteOnlineStoreConfig(path=str(layout.online_store)),
         entity_key_serialization_version=3,
         repo_path=str(layout.feast_dir),
     )

@@ -7,6 +7,8 @@
     mtrec models list                                     # champions in artifacts/registry
     mtrec models rollback --dataset ml100k --model mmoe   # serve the previous champion again
     mtrec reproduce ml100k/1998-03-01/mmoe [--retrain]    # a versioned run's model, checked byte for byte
+    mtrec score --dataset ml100k --user 42 --items 1,50,181   # rank items with the champion (online path)
+    mtrec spec init logs/events.parquet --name mylogs --out ~/specs/mylogs.yaml   # a draft spec for your logs
 """
 from __future__ import annotations
 
@@ -45,8 +47,29 @@ def build_parser() -> argparse.ArgumentParser:
     for plugin in command_plugins():
         plugin.register(sub)
     _add_models_parser(sub)
+    _add_score_parser(sub)
     _add_reproduce_parser(sub)
+    _add_spec_parser(sub)
     return parser
+
+
+def _add_spec_parser(sub) -> None:
+    """`mtrec spec init PATH --name NAME [--out FILE]` (logic in mtrec/spec_init.py)."""
+    spec = sub.add_parser("spec", help="dataset specs: draft one from a log file")
+    spec_sub = spec.add_subparsers(dest="spec_command", required=True)
+    init = spec_sub.add_parser("init", help="read a log file (.parquet, .csv, .csv.gz) and write a draft spec to edit")
+    init.add_argument("path", type=Path, help="a log file: one row per impression")
+    init.add_argument("--name", required=True, help="the data set's name (the spec is <name>.yaml)")
+    init.add_argument("--out", type=Path, help="the spec file to write, <dir>/<name>.yaml (default: print it)")
+    init.add_argument("--force", action="store_true", help="overwrite --out when it exists")
+
+
+def _run_spec(args: argparse.Namespace) -> int:
+    from mtrec.spec_init import write_draft
+
+    text = write_draft(args.path, args.name, args.out, args.force)
+    print(text, end="" if args.out is None else "\n")   # the draft itself, or where it went
+    return 0
 
 
 def _add_reproduce_parser(sub) -> None:
@@ -76,6 +99,41 @@ def _run_reproduce(args: argparse.Namespace) -> int:
     print(json.dumps(to_jsonable(result), indent=2))
     print(format_result(result))
     return 0 if result.identical else 1
+
+
+def _add_score_parser(sub) -> None:
+    """`mtrec score --dataset D --user U --items I1,I2,...` (logic in mtrec/score.py)."""
+    sc = sub.add_parser("score", help="rank candidate items for a user with the current champion, through the "
+                                      "online store and onnxruntime (the reference for a ranking service)")
+    sc.add_argument("--dataset", required=True, help="data set name")
+    sc.add_argument("--user", required=True, type=int, help="user key")
+    sc.add_argument("--items", required=True, help="candidate item keys, comma-separated: I1,I2,...")
+    sc.add_argument("--model", help="model family (default: run.model_name)")
+    sc.add_argument("--time", help="request time, ISO 8601 (default: now); without an offset it is UTC")
+    sc.add_argument("--tz", help="clock of the hour/weekday event features (default: the data set's)")
+    sc.add_argument("--event", action="append", metavar="NAME=VALUE", help="another event feature of the request")
+    sc.add_argument("--params", type=Path, default=None, help="params.yaml to read (default: the repo's)")
+    sc.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a param, e.g. paths.data=/d")
+
+
+def _run_score(args: argparse.Namespace) -> int:
+    from mtrec.score import ScoreError, format_ranking, rank
+
+    overrides = {**parse_set(args.set), "dataset": args.dataset, **({"model_name": args.model} if args.model else {})}
+    ctx = RunContext.create(overrides, args.params)
+    try:
+        items = [int(i) for i in args.items.split(",") if i.strip()]
+    except ValueError:
+        raise ScoreError(f"--items takes integer item keys separated by commas, got {args.items!r}") from None
+    event = {}
+    for item in args.event or []:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ScoreError(f"--event expects NAME=VALUE, got {item!r}")
+        event[name] = value
+    print(format_ranking(rank(ctx.params, ctx.spec, ctx.layout, args.user, items, at=args.time, event=event,
+                              tz=args.tz)))
+    return 0
 
 
 def _add_models_parser(sub) -> None:
@@ -118,11 +176,15 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "score":
+            return _run_score(args)
         if args.command == "models":
             print(_run_models(args))
             return 0
         if args.command == "reproduce":
             return _run_reproduce(args)
+        if args.command == "spec":
+            return _run_spec(args)
         if hasattr(args, "run_command"):  # a plug-in's subcommand (mtrec bench ...)
             return args.run_command(args, "mtrec " + " ".join(argv if argv is not None else sys.argv[1:]))
         ctx = RunContext.create(overrides_from_args(args), args.params)

@@ -178,7 +178,7 @@ def _retrain(store: Store, manifest: dict, dest: Path, repo_root: Path, allow_ot
     from components import train
     from components.version import weights_sha256
     from core.layout import RunFiles
-    from core.spec import load_spec
+    from core.spec import SpecError, load_spec, spec_path
 
     inputs = {(e["root"], e["path"]): e for e in manifest["inputs"]}
     outputs = {e["path"]: e for e in manifest["outputs"]}
@@ -186,10 +186,17 @@ def _retrain(store: Store, manifest: dict, dest: Path, repo_root: Path, allow_ot
     if dataset is None:
         raise VersioningError(f"manifest {manifest['run_id']} versions no split files: it cannot be retrained")
     for (root, rel), entry in inputs.items():
-        if root != "repo":  # repo files (the dataset spec) come with the checkout: compare, do not fetch
+        # The dataset spec comes with the checkout ("repo") or from $MTREC_SPEC_PATH ("spec"): compare, do not fetch
+        if root == "repo":
+            local = Path(repo_root).joinpath(*rel.split("/"))
+        elif root == "spec":
+            try:
+                local = spec_path(manifest["run"]["dataset"])
+            except SpecError:
+                local = None   # no such spec here: reported as differing (sha256 None)
+        else:
             continue
-        local = Path(repo_root).joinpath(*rel.split("/"))
-        got = file_digests(local)["sha256"] if local.is_file() else None
+        got = file_digests(local)["sha256"] if local is not None and local.is_file() else None
         if got != entry.get("sha256"):
             msg = f"{rel} in this checkout differs from the run's (sha256 {got} vs {entry.get('sha256')})"
             if not allow_other_revision:

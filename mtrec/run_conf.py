@@ -17,7 +17,7 @@ CONF_KEYS = (*FORM_KEYS, "date")
 
 
 def add_run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", help="data set name (features/datasets/<name>.yaml)")
+    p.add_argument("--dataset", help="data set name (<name>.yaml in features/datasets/ or a $MTREC_SPEC_PATH directory)")
     p.add_argument("--date", help="run date YYYY-MM-DD (the partition; Airflow's logical date)")
     p.add_argument("--params", type=Path, default=None, help="params.yaml to read (default: the repo's)")
     p.add_argument("--conf", help="run conf as JSON with the Airflow trigger form's keys: " + ", ".join(CONF_KEYS)

@@ -32,6 +32,9 @@ def render(ctx: RunContext) -> str:
     if export and export.get("exported"):
         worst = max((d for per_task in export["parity"]["max_abs_diff"].values() for d in per_task.values()), default=0.0)
         lines.append(f"onnx: {f.onnx} (onnxruntime parity max abs diff {worst:.1e})")
+        check = export.get("serving_check")
+        if isinstance(check, dict):
+            lines.append(f"serving check: {check.get('status')} - {check.get('reason')}")
     else:
         lines.append(f"onnx: not exported - {export.get('reason') if export else 'export step did not run'}")
     if promotion:

@@ -43,7 +43,8 @@ import yaml
 
 from components.sources import SourceTables
 from core.atomic import atomic_path
-from core.spec import FEATURE_TIMESTAMP, ROW_ID, SPEC_DIR, TIMESTAMP, load_spec
+from core.spec import FEATURE_TIMESTAMP, ROW_ID, TIMESTAMP, load_spec
+from core.spec import spec_path as find_spec
 
 ENV_ROWS, ENV_DAYS = "MTREC_SYNTH_ROWS_PER_DAY", "MTREC_SYNTH_DAYS"
 CHUNK_REQUESTS = 100_000        # requests per row group (1M rows at 10 candidates): bounds memory
@@ -102,7 +103,7 @@ class GeneratorConfig:
 def config(spec_path: Path | None = None) -> GeneratorConfig:
     """The `generator:` block of synthetic.yaml, with $MTREC_SYNTH_ROWS_PER_DAY / $MTREC_SYNTH_DAYS
     applied; tasks are checked against the spec's task list (names and funnel parents)."""
-    spec_path = spec_path or SPEC_DIR / "synthetic.yaml"
+    spec_path = spec_path or find_spec("synthetic")
     raw = dict(yaml.safe_load(spec_path.read_text())["generator"])
     for env, key in ((ENV_ROWS, "rows_per_day"), (ENV_DAYS, "days")):
         if os.environ.get(env):
