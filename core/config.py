@@ -436,6 +436,13 @@ def _check(p: Params, where: str) -> None:
     w = p.window
     if min(w.train_days, w.valid_days, w.test_days) < 1:
         raise ConfigError(f"{where}: window sizes must be >= 1, got {w}")
+    # Out-of-range training values would otherwise surface as a torch error after six steps ran.
+    t = p.train
+    for key, value, low in (("batch_size", t.batch_size, 1), ("max_epochs", t.max_epochs, 1),
+                            ("patience", t.patience, 0), ("learning_rate", t.learning_rate, 0.0),
+                            ("weight_decay", t.weight_decay, 0.0), ("grad_clip_norm", t.grad_clip_norm, 0.0)):
+        if value < low:
+            raise ConfigError(f"{where}: train.{key} must be >= {low}, got {value!r}")
 
 
 # ------------------------------------------------------------------ checks on an untrusted run conf

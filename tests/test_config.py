@@ -183,3 +183,9 @@ def test_params_and_spec_round_trip_through_plain_dicts():
     for name in ("ml100k", "kuairand", "synthetic"):
         spec = load_spec(name)
         assert spec_from_dict(json.loads(json.dumps(spec_to_dict(spec)))) == spec
+
+
+@pytest.mark.parametrize("key, value", [("train.batch_size", 0), ("train.max_epochs", 0), ("train.learning_rate", -0.1)])
+def test_out_of_range_training_values_are_refused_before_any_step(key, value):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.") + " must be >="):
+        load_params(overrides={"dataset": "ml100k", "date": "1998-03-01", key: value})
