@@ -5,6 +5,10 @@ plus the activity features' lookback before it, as far as the source holds them,
 or a backfill finds its history. Writes are atomic (temp
 file, then rename) and idempotent: a partition whose bytes would not change is left untouched,
 so a rerun produces the same files and the same DVC hashes.
+
+Memory is bounded by one day: the adapter is read one landing day at a time (sources.stream_days)
+and each day's partition is written before the next day is read. The small reference sets
+(ml100k, kuairand) load whole; see components/sources/__init__.py.
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from components.sources import adapter, call
+from components.sources import adapter, stream_days
 from core.atomic import atomic_path
 from core.config import Params
 from core.dates import landing_days
@@ -42,23 +46,23 @@ def run(ctx: RunContext, *, source_dir: Path | None = None) -> IngestResult:
     days = landing_days(spec, params)
     source = adapter(spec.source)
     source_dir = source_dir or layout.source_dir
-    # Large sources read only the days asked for; small ones load whole.
-    tables = (call(source.load_days, source_dir, days, spec=spec) if hasattr(source, "load_days")
-              else call(source.load, source_dir, spec=spec))
-    _check_columns(tables.events, spec)
-    events = tables.events
-    by_day = dict(tuple(events.groupby(events[TIMESTAMP].dt.tz_convert("UTC").dt.strftime("%Y-%m-%d"), sort=False)))
-    written, unchanged, empty, rows = [], [], [], 0
-    for day in days:
-        part = by_day.get(day)
-        if part is None or part.empty:
-            empty.append(day)
+    users, items, day_events = stream_days(source, source_dir, days, spec, scratch=layout.lake_dir.parent)
+    landed: dict[str, bool] = {}   # day -> rewritten (False: bytes unchanged)
+    rows = 0
+    for day, part in day_events:   # one day in memory: read, write, then the next
+        if day not in days or day in landed:
+            raise ValueError(f"source {spec.source!r} yielded day {day!r} out of the landing days or twice")
+        _check_columns(part, spec)
+        if part.empty:              # counted as empty, as a day without events
             continue
         rows += len(part)
-        changed = write_parquet_if_changed(part[list(spec.event_columns)], layout.day_dir(day) / PART)
-        (written if changed else unchanged).append(day)
-    for name, table in (("users", tables.users), ("items", tables.items)):
+        landed[day] = write_parquet_if_changed(part[list(spec.event_columns)], layout.day_dir(day) / PART)
+        del part
+    for name, table in (("users", users), ("items", items)):
         write_parquet_if_changed(table, layout.entity_table(name) / PART)
+    written = [d for d in days if landed.get(d) is True]
+    unchanged = [d for d in days if landed.get(d) is False]
+    empty = [d for d in days if d not in landed]
     return IngestResult(tuple(written), tuple(unchanged), tuple(empty), rows)
 
 

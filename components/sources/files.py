@@ -12,8 +12,14 @@ A spec names the files and how to read them (core.spec.FilesSource):
       rename: {uid: user_id}              # optional: file column -> spec name
 
 Files: .parquet, .csv and .csv.gz (a glob may mix them). Parquet is read through pyarrow.dataset,
-with only the columns the spec needs and, for `load_days`, a filter on the time column, so a long
-log is never read whole to land a few days; a CSV file is parsed whole, then filtered.
+with only the columns the spec needs and, for `load_days` and `iter_days`, a filter on the time
+column, so a long log is never read whole to land a few days. Ingest uses `iter_days`: one day at
+a time, each parquet file read with that day's filter; each CSV file is parsed once, streamed in
+blocks of CSV_BLOCK bytes, its rows of the asked days spilled to per-day Arrow files in a scratch
+directory, then every day assembled from its pieces. Memory: one block plus one day. (`load` and
+`load_days` parse a CSV file whole.) A streamed CSV column whose type, inferred from the first
+block, does not fit a later block is widened (to float64, else string) and the file streamed
+again, as a whole-file parse would have inferred it.
 
 Time: epoch numbers (unit s/ms/us/ns) and ISO strings or timestamps with an offset are instants,
 shown on the wall clock of `timezone`; ISO strings and timestamps without one are already wall
@@ -41,6 +47,8 @@ import datetime as dt
 import glob as globlib
 import hashlib
 import re
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +65,7 @@ from core.spec import (DERIVED_EVENT_FEATURES, FEATURE_TIMESTAMP, ROW_ID, TIMEST
 
 SUFFIXES = (".parquet", ".csv", ".csv.gz")
 ROW_ID_STRIDE = 10**10          # > any day's row count
+CSV_BLOCK = 16 << 20            # bytes of CSV parsed at a time by iter_days
 EPOCH = dt.date(1970, 1, 1)
 # Plausible event times: a unit mix-up (ms read as s) lands far outside, and is refused.
 PLAUSIBLE = (pd.Timestamp("1971-01-01", tz="UTC"), pd.Timestamp("2200-01-01", tz="UTC"))
@@ -89,6 +98,48 @@ def load(source_dir: Path, spec: DatasetSpec) -> SourceTables:
 def load_days(source_dir: Path, days: list[str], spec: DatasetSpec) -> SourceTables:
     """Only the events of the given days (calendar days of the source's timezone)."""
     return _load(spec, sorted(days))
+
+
+def load_entities(source_dir: Path, spec: DatasetSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(users, items): the profile tables (empty where the spec names none)."""
+    tables = _entities(spec, event_files(spec))
+    return tables["users"], tables["items"]
+
+
+def iter_days(source_dir: Path, days: list[str], spec: DatasetSpec, scratch: Path | None = None):
+    """(day, events of that day) for each of `days` with events, in order, one day held at a time.
+    Each day's frame equals that day's rows of load_days (same types for well-typed logs, same
+    row ids and order). scratch: where the CSV pass spills (a temporary directory inside it)."""
+    plans = [_plan(spec, index, path) for index, path in enumerate(event_files(spec))]
+    if scratch is not None:
+        Path(scratch).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="mtrec-files-spill-", dir=scratch) as tmp:
+        wanted_days = set(days)
+        # CSV files, and parquet files whose time column takes no pushed-down filter (ISO strings):
+        # one streamed pass each, spilled by day
+        pieces = {plan.index: _spill_file(spec, plan, wanted_days, Path(tmp) / f"file-{plan.index}")
+                  for plan in plans if _pushdown(spec, plan, days) is None}
+        for day in days:
+            parts = []
+            for plan in plans:
+                if plan.index not in pieces:
+                    df = _read(spec, "source.events", plan.path, plan.columns, _pushdown(spec, plan, [day]))
+                    pos = np.arange(len(df), dtype=np.int64)  # order within the file, as _load's
+                else:
+                    paths = pieces[plan.index].get(day, [])
+                    if not paths:
+                        continue
+                    table = pa.concat_tables([_read_piece(p) for p in paths])
+                    pos = table.column(_POS).to_numpy()
+                    df = _pandas(table.drop_columns([_POS]))
+                parts.append(_events_frame(spec, plan, df, pos, [day]))
+                del df
+            events = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+            del parts
+            if not events.empty:
+                events = _typed_events(spec, events)
+                yield day, events
+            del events
 
 
 # ---------------------------------------------------------------------------------- files
@@ -173,6 +224,10 @@ def _read(spec: DatasetSpec, key: str, path: Path, columns: list[str], filt=None
             table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(include_columns=columns))
     except (pa.ArrowException, OSError) as exc:
         raise _fail(spec, key, f"cannot read {path}: {exc}") from exc
+    return _pandas(table)
+
+
+def _pandas(table: pa.Table) -> pd.DataFrame:
     df = table.to_pandas(types_mapper={pa.string(): pd.StringDtype(), pa.large_string(): pd.StringDtype()}.get)
     for c in df.columns:  # dictionary-encoded parquet columns: their plain values
         if isinstance(df[c].dtype, pd.CategoricalDtype):
@@ -364,41 +419,93 @@ def first_day(spec: DatasetSpec, files: list[Path]) -> pd.Timestamp:
     for path in files:
         schema = _schema(spec, "source.events", path)
         col = _time_column(spec, path, schema)
-        times = wall_clock(spec, _read(spec, "source.events", path, [col])[col], path)
-        if len(times):
-            first = times.min() if first is None else min(first, times.min())
+        low = _first_time(spec, path, col)
+        if low is not None:
+            first = low if first is None else min(first, low)
     if first is None:
         raise _fail(spec, "source.events", f"no events in {', '.join(map(str, files))}")
     return first.floor("D")
 
 
+def _first_time(spec: DatasetSpec, path: Path, col: str) -> pd.Timestamp | None:
+    """The earliest wall-clock event time of one file, read in bounded batches (a CSV whose
+    streamed type inference fails on a later block: its time column whole)."""
+    try:
+        if _is_parquet(path):
+            batches = ds.dataset(path, format="parquet").to_batches(columns=[col])
+        else:
+            batches = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=CSV_BLOCK),
+                                     convert_options=pacsv.ConvertOptions(include_columns=[col]))
+        try:
+            minima = [wall_clock(spec, _pandas(pa.Table.from_batches([batch]))[col], path).min()
+                      for batch in batches if batch.num_rows]
+        finally:
+            if not _is_parquet(path):
+                batches.close()
+    except pa.ArrowInvalid as exc:
+        if _is_parquet(path):
+            raise _fail(spec, "source.events", f"cannot read {path}: {exc}") from exc
+        minima = [wall_clock(spec, _read(spec, "source.events", path, [col])[col], path).min()]
+    except (pa.ArrowException, OSError) as exc:
+        raise _fail(spec, "source.events", f"cannot read {path}: {exc}") from exc
+    minima = [m for m in minima if not pd.isna(m)]
+    return min(minima) if minima else None
+
+
 # ---------------------------------------------------------------------------------- loading
 
-def _load(spec: DatasetSpec, days: list[str] | None) -> SourceTables:
+class _Plan:
+    """One events file: its schema, time column, the spec columns it must hold, the columns read."""
+
+    def __init__(self, index: int, path: Path, schema: pa.Schema, time_col: str, wanted: dict[str, str],
+                 columns: list[str]):
+        self.index, self.path, self.schema, self.time_col, self.wanted, self.columns = (
+            index, path, schema, time_col, wanted, columns)
+
+
+def _plan(spec: DatasetSpec, index: int, path: Path) -> _Plan:
     src = _source(spec)
+    schema = _schema(spec, "source.events", path)
+    time_col = _time_column(spec, path, schema)
+    wanted = _event_wanted(spec, schema)
+    _require(spec, path, schema, wanted)
+    columns = sorted({time_col, *(_file_column(src, c) for c in wanted)})
+    return _Plan(index, path, schema, time_col, wanted, columns)
+
+
+def _events_frame(spec: DatasetSpec, plan: _Plan, df: pd.DataFrame, pos: np.ndarray,
+                  days: list[str] | None) -> pd.DataFrame:
+    """A file's rows in lake names, with event_timestamp, derived hour/weekday and the day, file
+    and position columns row ids are made of; only the rows of `days` (all when None)."""
+    src = _source(spec)
+    ts = wall_clock(spec, df[plan.time_col], plan.path)
+    df = df.rename(columns={_file_column(src, c): c for c in plan.wanted})
+    df[TIMESTAMP] = ts                     # same index as df
+    df[_DAY] = ts.dt.strftime("%Y-%m-%d")
+    for c in DERIVED_EVENT_FEATURES:  # listed by the spec, absent from the file: from the wall clock
+        if c in spec.event.columns and c not in plan.wanted:
+            df[c] = (ts.dt.hour if c == "hour" else ts.dt.weekday).astype("int64")
+    df[_FILE], df[_POS] = plan.index, pos
+    if days is not None:
+        df = df[df[_DAY].isin(days)]
+    return df[[TIMESTAMP, _DAY, _FILE, _POS, *spec.event_columns[2:]]]
+
+
+def _load(spec: DatasetSpec, days: list[str] | None) -> SourceTables:
     files = event_files(spec)
     parts = []
     for index, path in enumerate(files):
-        schema = _schema(spec, "source.events", path)
-        time_col = _time_column(spec, path, schema)
-        wanted = _event_wanted(spec, schema)
-        _require(spec, path, schema, wanted)
-        columns = sorted({time_col, *(_file_column(src, c) for c in wanted)})
-        filt = _time_filter(spec, schema.field(time_col), days) if days and _is_parquet(path) else None
-        df = _read(spec, "source.events", path, columns, filt)
-        ts = wall_clock(spec, df[time_col], path)
-        df = df.rename(columns={_file_column(src, c): c for c in wanted})
-        df[TIMESTAMP] = ts                     # same index as df
-        df[_DAY] = ts.dt.strftime("%Y-%m-%d")
-        for c in DERIVED_EVENT_FEATURES:  # listed by the spec, absent from the file: from the wall clock
-            if c in spec.event.columns and c not in wanted:
-                df[c] = (ts.dt.hour if c == "hour" else ts.dt.weekday).astype("int64")
-        df[_FILE], df[_POS] = index, np.arange(len(df), dtype=np.int64)
-        if days is not None:
-            df = df[df[_DAY].isin(days)]
-        parts.append(df[[TIMESTAMP, _DAY, _FILE, _POS, *spec.event_columns[2:]]])
+        plan = _plan(spec, index, path)
+        filt = _time_filter(spec, plan.schema.field(plan.time_col), days) if days and _is_parquet(path) else None
+        df = _read(spec, "source.events", path, plan.columns, filt)
+        parts.append(_events_frame(spec, plan, df, np.arange(len(df), dtype=np.int64), days))
     events = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     events = _typed_events(spec, events)
+    tables = _entities(spec, files)
+    return SourceTables(events=events, users=tables["users"], items=tables["items"])
+
+
+def _entities(spec: DatasetSpec, files: list[Path]) -> dict[str, pd.DataFrame]:
     stamp = None
     tables = {}
     for entity, (key, group) in (("users", (spec.user_key, spec.user)), ("items", (spec.item_key, spec.item))):
@@ -411,7 +518,86 @@ def _load(spec: DatasetSpec, days: list[str] | None) -> SourceTables:
             stamp = stamp if stamp is not None else first_day(spec, files)
             table[FEATURE_TIMESTAMP] = pd.Series(stamp, index=table.index, dtype="datetime64[us, UTC]")
         tables[entity] = table[[key, *group.columns, FEATURE_TIMESTAMP]]
-    return SourceTables(events=events, users=tables["users"], items=tables["items"])
+    return tables
+
+
+# ---------------------------------------------------------------------------------- streaming by day
+
+def _pushdown(spec: DatasetSpec, plan: _Plan, days: list[str]):
+    """The parquet filter for `days` of a file, None for a CSV file or a time column without one."""
+    if not days or not _is_parquet(plan.path):
+        return None
+    return _time_filter(spec, plan.schema.field(plan.time_col), days)
+
+
+def _spill_file(spec: DatasetSpec, plan: _Plan, days: set[str], out: Path) -> dict[str, list[Path]]:
+    """Stream one events file once (CSV: blocks of CSV_BLOCK bytes; parquet: its record batches);
+    each block's rows of `days` go to out/<day>/<block>.arrow with their position in the file.
+    Returns day -> its pieces, in file order. A CSV column whose first-block type a later block
+    does not fit is widened and the file streamed again (float64 for nulls/integers/booleans,
+    else string)."""
+    types: dict[str, pa.DataType] = {}
+    while True:
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        try:
+            if _is_parquet(plan.path):
+                batches = ds.dataset(plan.path, format="parquet").to_batches(columns=plan.columns)
+                return _spill(spec, plan, days, out, batches)
+            read = pacsv.ReadOptions(block_size=CSV_BLOCK)
+            convert = pacsv.ConvertOptions(include_columns=plan.columns, column_types=types)
+            with pacsv.open_csv(plan.path, read_options=read, convert_options=convert) as reader:
+                return _spill(spec, plan, days, out, reader)
+        except pa.ArrowInvalid as exc:
+            widened = None if _is_parquet(plan.path) else _widen(plan, types, str(exc))
+            if widened is None:
+                raise _fail(spec, "source.events", f"cannot read {plan.path}: {exc}") from exc
+            types[widened[0]] = widened[1]
+        except (pa.ArrowException, OSError) as exc:
+            raise _fail(spec, "source.events", f"cannot read {plan.path}: {exc}") from exc
+
+
+def _spill(spec: DatasetSpec, plan: _Plan, days: set[str], out: Path, batches) -> dict[str, list[Path]]:
+    pieces: dict[str, list[Path]] = {}
+    offset = 0
+    for block, batch in enumerate(batches):
+        n = batch.num_rows
+        if n == 0:
+            continue
+        table = pa.Table.from_batches([batch])
+        ts = wall_clock(spec, _pandas(table.select([plan.time_col]))[plan.time_col], plan.path)
+        day_of_row = ts.dt.strftime("%Y-%m-%d").to_numpy(dtype=object)
+        table = table.append_column(_POS, pa.array(np.arange(offset, offset + n, dtype=np.int64)))
+        offset += n
+        for day in sorted(set(day_of_row) & days):
+            target = out / day / f"{block:08d}.arrow"
+            target.parent.mkdir(exist_ok=True)
+            with pa.OSFile(str(target), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+                writer.write_table(table.filter(pa.array(day_of_row == day)))
+            pieces.setdefault(day, []).append(target)
+        del table, ts, day_of_row
+    return pieces
+
+
+def _widen(plan: _Plan, types: dict[str, pa.DataType], message: str) -> tuple[str, pa.DataType] | None:
+    """(column, wider type) for a streaming conversion error naming a CSV column, else None."""
+    match = re.search(r"In CSV column #(\d+):.*?CSV conversion error to ([^:]+):", message)
+    if not match:
+        return None
+    index, current = int(match.group(1)), match.group(2)
+    names = plan.schema.names
+    if index >= len(names):
+        return None
+    name = names[index]
+    if types.get(name) == pa.string() or current.startswith(("string", "large_string")):
+        return None
+    numeric = current.startswith(("null", "int", "uint", "bool")) and types.get(name) != pa.float64()
+    return name, pa.float64() if numeric else pa.string()
+
+
+def _read_piece(path: Path) -> pa.Table:
+    with pa.OSFile(str(path), "rb") as source:
+        return pa.ipc.open_file(source).read_all()
 
 
 def _typed_events(spec: DatasetSpec, events: pd.DataFrame) -> pd.DataFrame:

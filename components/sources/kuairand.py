@@ -16,6 +16,11 @@ or not), so it is an item attribute known before the impression; 0 means "unknow
 User and video tables carry no time of their own: they are stamped at the first log day,
 00:00 UTC. Only about 2.7% of impressions find their video in video_features.csv, so the
 point-in-time join leaves item features null for the rest (the encoders' unknown index).
+
+Loaded whole, on purpose (no iter_days): row_id is the position in (time, user, item) order over
+the whole log (exact duplicates in file order), so a day's ids depend on every earlier day, and
+the subset is a fixed-size reference copy, not a growing log. Ingest's one-day memory bound is
+kept by the scale sources (synthetic, files); see components/sources/__init__.py.
 """
 from __future__ import annotations
 

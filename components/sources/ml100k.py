@@ -3,6 +3,11 @@
 Tasks: like = rating >= 4, love = rating == 5, rating = the star value (regression).
 User and item tables carry no time of their own; they are stamped at the first day of the logs
 (00:00 UTC), so a point-in-time join finds them for every event.
+
+Loaded whole, on purpose (no iter_days): row_id is the position in (time, user, item) order over
+the whole log, so a day's ids depend on every earlier day, and the data set is a fixed-size
+reference (100,000 ratings, a few MB in memory). Ingest's one-day memory bound is kept by the
+scale sources (synthetic, files); see components/sources/__init__.py.
 """
 from __future__ import annotations
 

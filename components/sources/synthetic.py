@@ -23,7 +23,7 @@ byte-identical files, whatever days were generated before: every random draw com
 generator seeded by (seed, day, stream, chunk).
 
 row_id = day_index * 10^10 + position in the day's (time, request, slot) order: stable, unique
-over days, and computable from one day alone (so `load_days` needs no other day).
+over days, and computable from one day alone (so `iter_days` reads no other day).
 """
 from __future__ import annotations
 
@@ -155,19 +155,39 @@ def load(source_dir: Path) -> SourceTables:
 
 
 def load_days(source_dir: Path, days: list[str]) -> SourceTables:
-    """Only the given days (absent days are skipped), so ingest never holds the whole source."""
-    for name in ("users", "items"):
-        if not (source_dir / f"{name}.parquet").is_file():
-            raise FileNotFoundError(f"synthetic source {source_dir / f'{name}.parquet'} missing; "
-                                    "run `mtrec fetch --dataset synthetic`")
+    """Only the given days (absent days are skipped), as one frame (ingest uses iter_days)."""
+    users, items = load_entities(source_dir)
     files = [day_path(source_dir, d) for d in sorted(days) if day_path(source_dir, d).is_file()]
     if files:
         events = pa.concat_tables([pq.read_table(f) for f in files]).to_pandas()
     else:
         events = event_schema(config_from_manifest(source_dir)).empty_table().to_pandas()
-    return SourceTables(events=events,
-                        users=_strings(pd.read_parquet(source_dir / "users.parquet")),
-                        items=_strings(pd.read_parquet(source_dir / "items.parquet")))
+    return SourceTables(events=events, users=users, items=items)
+
+
+def load_entities(source_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(users, items) of the source directory."""
+    for name in ("users", "items"):
+        if not (source_dir / f"{name}.parquet").is_file():
+            raise FileNotFoundError(f"synthetic source {source_dir / f'{name}.parquet'} missing; "
+                                    "run `mtrec fetch --dataset synthetic`")
+    return (_strings(pd.read_parquet(source_dir / "users.parquet")),
+            _strings(pd.read_parquet(source_dir / "items.parquet")))
+
+
+def iter_days(source_dir: Path, days: list[str]):
+    """(day, events) for each of `days` the source holds, in order: one day file read (read_day)
+    and held at a time, so ingest's memory is one day whatever the window."""
+    for day in days:
+        if day_path(source_dir, day).is_file():
+            events = read_day(source_dir, day)
+            yield day, events
+            del events
+
+
+def read_day(source_dir: Path, day: str) -> pd.DataFrame:
+    """One day file's events (its rows are that UTC day's: the generator's times stay in the day)."""
+    return pq.read_table(day_path(source_dir, day)).to_pandas()
 
 
 def day_path(source_dir: Path, day: str) -> Path:

@@ -338,3 +338,111 @@ def test_the_first_step_of_a_run_is_where_a_bad_source_stops(spec_env, tmp_path)
     with pytest.raises(SpecError, match=r"spec 'own' .*: keys.item: column 'item_id' not in .*c\.parquet"):
         fetch.run(ctx)
     assert not (tmp_path / "data").exists()
+
+
+# ---------------------------------------------------------------------------------- one day at a time
+
+def _whole_by_day(name: str, days: list[str]) -> dict[str, pd.DataFrame]:
+    events = load(name, days).events
+    return {d: g.reset_index(drop=True)
+            for d, g in events.groupby(events[TIMESTAMP].dt.strftime("%Y-%m-%d"), sort=False)}
+
+
+def assert_streamed_days_equal_the_whole_load(name: str, days: list[str], scratch: Path) -> None:
+    """iter_days gives, day by day, exactly load_days' rows of that day (values, dtypes, row ids,
+    order), and its spill directory is gone afterwards."""
+    spec = load_spec(name)
+    whole = _whole_by_day(name, days)
+    seen = []
+    for day, events in files.iter_days(Path("unused"), days, spec, scratch=scratch):
+        seen.append(day)
+        pd.testing.assert_frame_equal(events.reset_index(drop=True), whole[day])
+        assert list(events.columns) == list(spec.event_columns)
+    assert seen == [d for d in days if d in whole] and len(seen) > 1
+    assert not list(scratch.iterdir())
+    users, items = files.load_entities(Path("unused"), spec)
+    tables = load(name)
+    pd.testing.assert_frame_equal(users, tables.users)
+    pd.testing.assert_frame_equal(items, tables.items)
+
+
+def test_parquet_days_stream_with_a_time_filter_each(spec_env, tmp_path):
+    assert_streamed_days_equal_the_whole_load("own", ["2024-02-29", *DAYS[1:5]], tmp_path / "scratch")
+
+
+def test_csv_streams_once_in_blocks_and_gives_the_days_of_the_whole_load(spec_env, tmp_path, monkeypatch):
+    monkeypatch.setattr(files, "CSV_BLOCK", 2048)  # many blocks, each spanning day boundaries
+    root = tmp_path / "csv"
+    (root / "logs").mkdir(parents=True)
+    ev = events_frame()   # not in time order: every block holds rows of several days
+    ev["ts"] = pd.to_datetime(ev["ts"], unit="s", utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    ev.iloc[:300].to_csv(root / "logs" / "a.csv", index=False)
+    with gzip.open(root / "logs" / "b.csv.gz", "wt") as f:
+        ev.iloc[300:].to_csv(f, index=False)
+    users_frame().to_csv(root / "users.csv", index=False)
+    write_spec(root, {**with_source(events="logs/*.csv*", event_time={"column": "ts", "unit": "iso"}), "name": "own_csv"})
+    monkeypatch.setenv("MTREC_SPEC_PATH", str(root))
+    opened = []
+    real = files.pacsv.open_csv
+    monkeypatch.setattr(files.pacsv, "open_csv", lambda path, **kw: opened.append(Path(path).name) or real(path, **kw))
+    assert_streamed_days_equal_the_whole_load("own_csv", DAYS, tmp_path / "scratch")
+    # iter_days opens each CSV file twice, whatever the number of days: its first block (the
+    # schema), then one streamed pass
+    spec = load_spec("own_csv")
+    opened.clear()
+    assert len(list(files.iter_days(Path("unused"), DAYS, spec, scratch=tmp_path / "scratch"))) == 6
+    assert sorted(opened) == ["a.csv", "a.csv", "b.csv.gz", "b.csv.gz"]
+
+
+def test_a_csv_column_whose_type_widens_after_the_first_block_reads_as_whole(spec_env, tmp_path, monkeypatch):
+    monkeypatch.setattr(files, "CSV_BLOCK", 1024)
+    root = tmp_path / "widen"
+    (root / "logs").mkdir(parents=True)
+    ev = events_frame().sort_values("ts", kind="stable").reset_index(drop=True)
+    # integers in the first blocks, decimals later: the first block infers int64, a later one widens it
+    ev["price"] = [str(int(v)) if i < 400 else str(v) for i, v in enumerate(ev["price"])]
+    ev.to_csv(root / "logs" / "a.csv", index=False)
+    users_frame().to_csv(root / "users.csv", index=False)
+    write_spec(root, {**with_source(events="logs/a.csv"), "name": "own_widen"})
+    monkeypatch.setenv("MTREC_SPEC_PATH", str(root))
+    widened, real = [], files._widen
+    monkeypatch.setattr(files, "_widen", lambda *a: widened.append(real(*a)) or widened[-1])
+    assert_streamed_days_equal_the_whole_load("own_widen", DAYS, tmp_path / "scratch")
+    assert widened == [("price", files.pa.float64())]
+
+
+def test_parquet_with_iso_string_times_streams_its_batches_once(spec_env, tmp_path, monkeypatch):
+    root = tmp_path / "iso"
+    root.mkdir()
+    ev = events_frame()
+    ev["ts"] = pd.to_datetime(ev["ts"], unit="s", utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    ev.to_parquet(root / "logs.parquet", index=False, row_group_size=64)
+    users_frame().to_csv(root / "users.csv", index=False)
+    write_spec(root, {**with_source(events="logs.parquet", event_time={"column": "ts", "unit": "iso"}),
+                      "name": "own_iso"})
+    monkeypatch.setenv("MTREC_SPEC_PATH", str(root))
+    assert_streamed_days_equal_the_whole_load("own_iso", DAYS, tmp_path / "scratch")
+
+
+def test_ingest_of_a_csv_source_writes_the_bytes_of_the_whole_load(spec_env, tmp_path, monkeypatch):
+    from components import ingest
+    from core.context import RunContext
+    from core.dates import landing_days
+
+    monkeypatch.setattr(files, "CSV_BLOCK", 2048)
+    root = tmp_path / "csv"
+    (root / "logs").mkdir(parents=True)
+    events_frame().to_csv(root / "logs" / "a.csv", index=False)
+    users_frame().to_csv(root / "users.csv", index=False)
+    write_spec(root, {**with_source(events="logs/a.csv"), "name": "own_csv"})
+    monkeypatch.setenv("MTREC_SPEC_PATH", str(root))
+    ctx = RunContext.create({"dataset": "own_csv", "date": "2024-03-06", "paths.data": str(tmp_path / "data"),
+                             "paths.artifacts": str(tmp_path / "artifacts"), "window.train_days": 3})
+    result = ingest.run(ctx)
+    days = landing_days(ctx.spec, ctx.params)
+    assert result.written == tuple(d for d in DAYS if d in days) and result.empty == tuple(d for d in days if d not in DAYS)
+    for day, part in _whole_by_day("own_csv", days).items():
+        target = tmp_path / "expected" / day / ingest.PART
+        ingest.write_parquet_if_changed(part[list(ctx.spec.event_columns)], target)
+        assert (ctx.layout.day_dir(day) / ingest.PART).read_bytes() == target.read_bytes(), day
+    assert not [p for p in ctx.layout.lake_dir.parent.iterdir() if p.name.startswith("mtrec-files-spill-")]
