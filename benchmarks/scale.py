@@ -25,11 +25,10 @@ import signal
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from benchmarks.machine import describe
+from benchmarks.scratch import environment
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_MD = REPO / "docs" / "BENCHMARKS.md"
@@ -102,25 +101,11 @@ def _check_settings(records: list[dict], want: dict, path: Path) -> None:
 
 # ------------------------------------------------------------------------------ one step
 
-@contextmanager
-def _env(**values: str) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def size_facts(rows_per_day: int, days: int) -> dict:
     """The generator's own numbers for one size: rows (whole requests) and the run date (last day)."""
     from components.sources import synthetic
 
-    with _env(**{ENV_ROWS: str(rows_per_day), ENV_DAYS: str(days)}):
+    with environment(**{ENV_ROWS: str(rows_per_day), ENV_DAYS: str(days)}):
         cfg = synthetic.config()
     return {"rows": cfg.requests_per_day * cfg.candidates_per_request * cfg.days, "date": cfg.day(cfg.days - 1)}
 

@@ -11,17 +11,25 @@ from typing import Iterator
 
 
 @contextmanager
-def scratch_home(prefix: str, **env: str) -> Iterator[Path]:
-    home = Path(tempfile.mkdtemp(prefix=prefix))
-    values = {"MTREC_HOME": str(home), **env}
+def environment(**values: str) -> Iterator[None]:
+    """Set these environment variables for the block; restore (or remove) them after."""
     saved = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
     try:
-        yield home
+        yield
     finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@contextmanager
+def scratch_home(prefix: str, **env: str) -> Iterator[Path]:
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        with environment(MTREC_HOME=str(home), **env):
+            yield home
+    finally:
         shutil.rmtree(home, ignore_errors=True)
