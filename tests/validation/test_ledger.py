@@ -1,13 +1,13 @@
 """The validation ledger: each landed file is checked once, keyed by its content hash and the suite's
 fingerprint; a run checks only what it has not seen, and the run-day bands read the trailing days'
 counts from the ledger records."""
-import hashlib
 import statistics
 
 import pandas as pd
 import pytest
 
 from components import ingest, validate
+from core.registry import sha256_file
 from core.spec import ROW_ID
 from validation import context as gx_context
 from validation.context import DataValidationError
@@ -16,15 +16,13 @@ DAY, BEFORE = "1998-03-01", "1998-02-28"
 TRAILING = "1998-02-20"
 
 
-def _sha256(path):
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _rewrite(path, mutate):
     df = mutate(pd.read_parquet(path))
     path.unlink()
     df.to_parquet(path, index=False)
-    return _sha256(path)
+    return sha256_file(path)
 
 
 @pytest.fixture
@@ -62,7 +60,7 @@ def test_a_window_shifted_by_one_day_checks_only_the_new_partition(two_days, gx_
     for day in r1.days:  # every checked day has its record beside it, naming its bytes
         part = first.layout.day_dir(day) / ingest.PART
         entry = validate.read_ledger(part.parent)[ingest.PART]
-        assert entry["sha256"] == _sha256(part) and entry["result"] == "pass"
+        assert entry["sha256"] == sha256_file(part) and entry["result"] == "pass"
         assert entry["rows"] == len(pd.read_parquet(part)) and set(entry["positives"]) == {"like", "love"}
     gx_runs.clear()
 
@@ -108,7 +106,7 @@ def test_a_partition_changed_after_validation_is_checked_again(make_ctx, gx_runs
     assert str(part) in message and "'like'" in message and "3 rows" in message
     assert not part.parent.exists()
     moved = list((ctx.layout.quarantine_dir / f"dt={TRAILING}").glob("*/part-0.parquet"))
-    assert len(moved) == 1 and _sha256(moved[0]) == bad
+    assert len(moved) == 1 and sha256_file(moved[0]) == bad
     record = validate.read_ledger(moved[0].parent).get(ingest.PART, {})
     assert record.get("sha256") != bad  # no pass record for the failing bytes: the old one names the old bytes
 
@@ -176,7 +174,7 @@ def test_run_day_bands_come_from_the_ledger_without_reading_trailing_days(make_c
     message = str(err.value)
     assert "expect_column_mean_to_be_between" in message and "'like'" in message and str(part) in message
     moved = list((ctx.layout.quarantine_dir / f"dt={DAY}").glob("*/part-0.parquet"))
-    assert len(moved) == 1 and _sha256(moved[0]) == digest
+    assert len(moved) == 1 and sha256_file(moved[0]) == digest
     assert validate.read_ledger(moved[0].parent).get(ingest.PART, {}).get("sha256") != digest
 
 

@@ -194,8 +194,9 @@ def test_profiles_renamed_typed_and_stamped_at_the_first_log_day(spec_env):
     assert list(tables.items.columns) == ["item_id", FEATURE_TIMESTAMP] and tables.items.empty
 
 
-def test_csv_with_iso_times_gives_the_same_events_as_parquet_with_seconds(spec_env, tmp_path, monkeypatch):
-    parquet = load("own").events
+def write_csv_source(tmp_path: Path, monkeypatch) -> tuple[Path, pd.DataFrame]:
+    """Spec 'own_csv': the events as ISO-time CSV (a.csv, then b.csv.gz; rows not in time order,
+    so a stream block holds rows of several days), users as CSV; MTREC_SPEC_PATH set to it."""
     root = tmp_path / "csv"
     (root / "logs").mkdir(parents=True)
     ev = events_frame()
@@ -206,6 +207,12 @@ def test_csv_with_iso_times_gives_the_same_events_as_parquet_with_seconds(spec_e
     users_frame().to_csv(root / "users.csv", index=False)
     write_spec(root, {**with_source(events="logs/*.csv*", event_time={"column": "ts", "unit": "iso"}), "name": "own_csv"})
     monkeypatch.setenv("MTREC_SPEC_PATH", str(root))
+    return root, ev
+
+
+def test_csv_with_iso_times_gives_the_same_events_as_parquet_with_seconds(spec_env, tmp_path, monkeypatch):
+    parquet = load("own").events
+    root, ev = write_csv_source(tmp_path, monkeypatch)
     csv = load("own_csv").events
     pd.testing.assert_frame_equal(csv, parquet)
     # ISO strings in a parquet file (not inferred as timestamps): the same again
@@ -372,16 +379,7 @@ def test_parquet_days_stream_with_a_time_filter_each(spec_env, tmp_path):
 
 def test_csv_streams_once_in_blocks_and_gives_the_days_of_the_whole_load(spec_env, tmp_path, monkeypatch):
     monkeypatch.setattr(files, "CSV_BLOCK", 2048)  # many blocks, each spanning day boundaries
-    root = tmp_path / "csv"
-    (root / "logs").mkdir(parents=True)
-    ev = events_frame()   # not in time order: every block holds rows of several days
-    ev["ts"] = pd.to_datetime(ev["ts"], unit="s", utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-    ev.iloc[:300].to_csv(root / "logs" / "a.csv", index=False)
-    with gzip.open(root / "logs" / "b.csv.gz", "wt") as f:
-        ev.iloc[300:].to_csv(f, index=False)
-    users_frame().to_csv(root / "users.csv", index=False)
-    write_spec(root, {**with_source(events="logs/*.csv*", event_time={"column": "ts", "unit": "iso"}), "name": "own_csv"})
-    monkeypatch.setenv("MTREC_SPEC_PATH", str(root))
+    write_csv_source(tmp_path, monkeypatch)
     opened = []
     real = files.pacsv.open_csv
     monkeypatch.setattr(files.pacsv, "open_csv", lambda path, **kw: opened.append(Path(path).name) or real(path, **kw))
