@@ -168,7 +168,7 @@ def run(rows_per_day: list[int], days: int, overrides: dict, results: Path = RES
     records = records or results.with_name(RECORDS_NAME)
     work = (work or WORK_DIR).resolve()
     _check_settings(load_records(records), want, records)
-    machine = describe()
+    machine, commit = describe(), code_revision()
     try:
         for rpd in rows_per_day:
             done = latest(load_records(records)).get(rpd, {})
@@ -195,7 +195,7 @@ def run(rows_per_day: list[int], days: int, overrides: dict, results: Path = RES
                 log(f"[{rpd:,} rows/day x {days} days = {facts['rows']:,} rows] {step} ...")
                 rec = measure_step(step, home, rpd, days, facts["date"], want["overrides"])
                 rec = {"rows_per_day": rpd, "rows": facts["rows"], "step": step, **want, **rec,
-                       "date": dt.date.today().isoformat(), "machine": machine, "command": command,
+                       "date": dt.date.today().isoformat(), "machine": machine, "command": command, "commit": commit,
                        "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
                 append_record(records, rec)
                 log(f"    {rec['status']} (exit {rec['exit_code']}): {rec['wall_seconds']:.1f} s wall, "
@@ -209,6 +209,19 @@ def run(rows_per_day: list[int], days: int, overrides: dict, results: Path = RES
     finally:  # a stopped run still shows what it has measured
         section = write_report(records, results)
     return section
+
+
+def code_revision() -> str | None:
+    """The checkout's short commit (+ "-dirty" with uncommitted changes), recorded with each step."""
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return rev + ("-dirty" if dirty else "")
 
 
 # ------------------------------------------------------------------------------ report
@@ -266,10 +279,12 @@ def render(records: list[dict], records_path: Path, png: Path, doc_dir: Path) ->
     dates = sorted({r["date"] for r in records})
     machines = sorted({r["machine"] for r in records})
     threads = sorted({str(r.get("omp_num_threads")) for r in records})
+    commits = sorted({r["commit"] for r in records if r.get("commit")})
     over = records[0]["overrides"]
     out = [title, "",
            f"`{command_line(records)}` — {dates[0] if len(dates) == 1 else dates[0] + ' to ' + dates[-1]} — "
-           f"{'; '.join(machines)}" + ("" if threads == ["None"] else f", OMP_NUM_THREADS={'/'.join(threads)}") + ".",
+           f"{'; '.join(machines)}" + ("" if threads == ["None"] else f", OMP_NUM_THREADS={'/'.join(threads)}")
+           + (f", code {', '.join(commits)}" if commits else "") + ".",
            f"Synthetic generator, run date = the last day; window {over['window.train_days']} train + "
            f"{over['window.valid_days']} valid + {over['window.test_days']} test days, "
            f"train.max_epochs={over['train.max_epochs']}. Each step is `python -m mtrec <step>` in its own process "

@@ -52,8 +52,8 @@ def run(ctx: RunContext) -> FeaturesResult:
                 target = layout.entity_table(table) / f"dt={day}" / PART
                 changed = write_parquet_if_changed(rows.drop(columns="serve_day"), target)
                 written, unchanged = written + changed, unchanged + (not changed)
-    objects = build_objects(spec, layout)
+    objects = build_objects(spec, layout, params.features.offline_store)
     with locked(layout.feast_dir):  # one Feast registry operation at a time (see components/materialize.py)
-        open_store(layout).apply(objects)
+        open_store(layout, params.features).apply(objects)
     views = tuple(o.name for o in objects if type(o).__name__ == "FeatureView")
     return FeaturesResult(feature_service_name(spec), views, written, unchanged)

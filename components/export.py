@@ -40,6 +40,7 @@ from core.config import Params
 from core.layout import RunFiles
 from core.registry import sha256_file
 from core.spec import DatasetSpec
+from core.splits import read_split
 from core.context import RunContext
 
 INPUT_NAMES = ("categorical", "numeric")
@@ -203,8 +204,6 @@ def run(ctx: RunContext) -> ExportResult:
     """Export the run's model if, and only if, the gate blessed it (these very model.pt bytes:
     blessing.json's model_sha256); writes export.json either way."""
     run_files, spec, params = ctx.run_files, ctx.spec, ctx.params
-    import pandas as pd
-
     from core.encoders import Encoders
 
     blessing, reason = _not_blessed(run_files)
@@ -217,7 +216,7 @@ def run(ctx: RunContext) -> ExportResult:
     tasks = [name for name, _ in enc.tasks]
     if tuple(tasks) != spec.task_names:
         raise ExportError(f"encoders tasks {tasks} differ from the spec's {list(spec.task_names)}")
-    test = pd.read_parquet(run_files.split("test"))
+    test = read_split(run_files.split("test"))
     make_batch = batch_builder(enc.cardinalities, len(enc.numeric), rows=enc.transform(test))
     opts = params.export
     try:

@@ -29,6 +29,7 @@ from core.blessing import Blessing, Check
 from core.config import Params
 from core.layout import Layout, RunFiles
 from core.spec import ROW_ID, DatasetSpec
+from core.splits import read_split
 from core.context import RunContext
 
 EPS = 1e-12  # so a drop of exactly max_auc_drop is not failed by float rounding
@@ -118,7 +119,7 @@ def _challenger_scores(run_files: RunFiles) -> tuple["pd.DataFrame", dict[str, n
     """The test rows the challenger scored (raw features + labels) and its scores, aligned."""
     import pandas as pd
 
-    test = pd.read_parquet(run_files.split("test"))
+    test = read_split(run_files.split("test"))
     preds = pd.read_parquet(run_files.predictions)
     test = test[test[ROW_ID].isin(preds[ROW_ID])].reset_index(drop=True)
     if test.empty:

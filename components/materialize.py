@@ -40,7 +40,7 @@ def run(ctx: RunContext) -> MaterializeResult:
     end = dt.datetime.combine(parse_day(params.date) + dt.timedelta(days=1), dt.time(), dt.timezone.utc)
     done = {}
     with locked(layout.feast_dir):
-        store = open_store(layout)
+        store = open_store(layout, params.features)
         for view in store.list_feature_views():
             if not view.name.startswith(f"{spec.name}_"):
                 continue

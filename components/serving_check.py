@@ -3,7 +3,7 @@
 components/export.py runs `check` after a successful export and records the result in
 export.json as `serving_check`; promote refuses a run whose check failed (its status). The check:
 
-1. takes the run day's rows of dataset/test.parquet: all of them up to `export.serving_check_rows`
+1. takes the run day's rows of dataset/test/dt=<run day>/: all of them up to `export.serving_check_rows`
    (at least MIN_ROWS), else a sample of that many, seeded (SAMPLE_SEED);
 2. fetches their user and item features from Feast's online store as materialize left it
    (features.online: the data set's feature service; a row older than its view's TTL at the
@@ -11,7 +11,7 @@ export.json as `serving_check`; promote refuses a run whose check failed (its st
    features from the row itself, as a ranking service receives them with the request;
 3. encodes them with the run's encoders.json and scores them with model.onnx through
    onnxruntime (core.onnx_scoring: the code a service runs);
-4. compares, per feature, the online values with the point-in-time values of test.parquet (NaN
+4. compares, per feature, the online values with the point-in-time values of that partition (NaN
    equals NaN; numbers within a relative 1e-9), and per task the scores of the rows whose
    features all agree with predictions.parquet.
 
@@ -46,6 +46,7 @@ from core.config import Params
 from core.dates import parse_day
 from core.layout import Layout, RunFiles
 from core.spec import ROW_ID, TIMESTAMP, DatasetSpec
+from core.splits import partition_days, read_split
 
 MIN_ROWS = 1000       # a sample is never smaller than this
 SAMPLE_SEED = 0
@@ -106,9 +107,10 @@ def _check(spec: DatasetSpec, params: Params, layout: Layout, run_files: RunFile
     why = online.unavailable(layout) if online.online_columns(spec) else None
     if why:
         return ServingCheck("skipped", None, why, **base)
-    test = pd.read_parquet(run_files.split("test"))
-    test[TIMESTAMP] = pd.to_datetime(test[TIMESTAMP], utc=True)
-    day = test[test[TIMESTAMP].dt.strftime("%Y-%m-%d") == params.date].reset_index(drop=True)
+    test_dir = run_files.split("test")
+    if params.date not in partition_days(test_dir):
+        return ServingCheck("skipped", None, f"the test split has no rows on the run day {params.date}", **base)
+    day = read_split(test_dir, days=[params.date])   # only the run day's partition, whatever the test window
     if day.empty:
         return ServingCheck("skipped", None, f"the test split has no rows on the run day {params.date}", **base)
     cap = max(int(params.export.serving_check_rows), MIN_ROWS)

@@ -27,7 +27,9 @@ from core.atomic import atomic_path, write_json
 from core.context import RunContext
 from core.encoders import Encoders
 from core.layout import RunFiles
+from core import splits
 from core.spec import DatasetSpec
+from core.splits import split_files
 from engine.checkpoint import fingerprint
 from engine.data import Tensors
 from engine.distributed import barrier, process_group, train_device
@@ -54,11 +56,11 @@ class TrainResult:
 
 
 def read_split(run_files: RunFiles, name: str, spec: DatasetSpec, allow_nan_labels: bool = False) -> pd.DataFrame:
-    """Read one split, failing with the file named when it is missing, empty or mislabelled."""
+    """Read one split, failing with the directory named when it is missing, empty or mislabelled."""
     path = Path(run_files.split(name))
-    if not path.is_file():
-        raise FileNotFoundError(f"{name} split not found: {path} (run make_dataset first)")
-    df = pd.read_parquet(path)
+    if not split_files(path):
+        raise FileNotFoundError(f"{name} split not found: no day partitions under {path} (run make_dataset first)")
+    df = splits.read_split(path)
     if len(df) == 0:
         raise ValueError(f"{path}: the {name} split has 0 rows; nothing to {'train' if name != 'test' else 'score'} on")
     missing = [t for t in spec.task_names if t not in df.columns]

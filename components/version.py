@@ -7,7 +7,7 @@ inputs   (what the run read)
   data:  lake/<ds>/events/dt=<day>        every landed day of the run: the activity lookback and the window
          lake/<ds>/users, lake/<ds>/items the profile tables
          lake/<ds>/{user,item}_activity/dt=<day>   activity features for each day of the window
-  run:   dataset                          the split files (train/valid/test.parquet, manifest.json)
+  run:   dataset                          the splits ({train,valid,test}/dt=<day>/*.parquet, manifest.json)
   repo:  features/datasets/<ds>.yaml      the dataset spec (also in git at the recorded revision)
   spec:  <ds>.yaml                        ... or, for a spec from $MTREC_SPEC_PATH (outside the
                                           checkout), the spec under the root "spec", its directory

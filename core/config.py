@@ -134,6 +134,26 @@ class ValidateParams:
 
 @with_config(_STRICT_KEYS)
 @dataclass(frozen=True)
+class FeaturesParams:
+    """How the dataset step joins the training set through Feast (components/make_dataset.py).
+
+    offline_store: duckdb (embedded, one machine) or spark (Feast's Spark offline store: the
+    point-in-time join runs in Spark and Spark writes the partitions). spark_master and
+    spark_conf only matter for spark: `local[*]` runs Spark inside the step's process, a cluster
+    URL (spark://host:7077, yarn, k8s://...) sends the join to a cluster; spark_conf is passed to
+    the SparkSession as is (executor memory, S3/GCS credentials, ...). join_chunk_rows bounds the
+    events one DuckDB join holds (small days share a chunk, a big day is cut into several), so
+    the step's memory follows the chunk, never the window or the day.
+    """
+
+    offline_store: typing.Literal["duckdb", "spark"] = "duckdb"
+    spark_master: str = "local[*]"
+    spark_conf: dict[str, str] = field(default_factory=dict)
+    join_chunk_rows: int = 1_000_000
+
+
+@with_config(_STRICT_KEYS)
+@dataclass(frozen=True)
 class VersioningParams:
     """The `version` step (components/version.py): where a run's inputs and outputs are pushed.
 
@@ -162,6 +182,7 @@ class Params:
     gate: GateParams
     export: ExportParams
     versioning: VersioningParams = VersioningParams()
+    features: FeaturesParams = FeaturesParams()
 
 
 def _apply_spec_blocks(raw: dict, dataset: str | None) -> dict:
@@ -201,7 +222,7 @@ class PathsBlock(TypedDict, total=False):
 BLOCKS: dict[str, type] = {
     "run": RunBlock, "paths": PathsBlock, "window": WindowParams, "validate": ValidateParams,
     "train": TrainParams, "model": ModelParams, "gate": GateParams, "export": ExportParams,
-    "versioning": VersioningParams,
+    "versioning": VersioningParams, "features": FeaturesParams,
 }
 
 
@@ -235,6 +256,10 @@ def params_from_dict(raw: dict[str, Any], where: str = "params") -> Params:
         if key not in run:
             raise ConfigError(f"{where}: missing run.{key}")
     versioning = blocks["versioning"]
+    for key in ("data", "artifacts"):
+        if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", str(paths.get(key, ""))):
+            raise ConfigError(f"{where}: paths.{key} is a URL ({paths[key]}): paths are file paths; mount the bucket "
+                              "(Mountpoint for Amazon S3, gcsfuse) and give its mount point (README: Spark profile)")
     params = Params(
         dataset=run["dataset"],
         date=run["date"],
@@ -249,6 +274,7 @@ def params_from_dict(raw: dict[str, Any], where: str = "params") -> Params:
         export=blocks["export"],
         versioning=dataclasses.replace(versioning, local_remote=_resolve(versioning.local_remote),
                                        cache=_resolve(versioning.cache)),
+        features=blocks["features"],
     )
     _check(params, where)
     return params
@@ -264,7 +290,7 @@ def params_to_dict(p: Params) -> dict[str, Any]:
         return str(value) if isinstance(value, Path) else value
 
     blocks = {name: plain(dataclasses.asdict(getattr(p, name)))
-              for name in ("window", "validate", "train", "model", "gate", "export", "versioning")}
+              for name in ("window", "validate", "train", "model", "gate", "export", "versioning", "features")}
     return {"run": {"dataset": p.dataset, "date": p.date, "model_name": p.model_name},
             "paths": {"data": str(p.data_root), "artifacts": str(p.artifacts_root)}, **blocks}
 
@@ -443,6 +469,8 @@ def _check(p: Params, where: str) -> None:
                             ("weight_decay", t.weight_decay, 0.0), ("grad_clip_norm", t.grad_clip_norm, 0.0)):
         if value < low:
             raise ConfigError(f"{where}: train.{key} must be >= {low}, got {value!r}")
+    if p.features.join_chunk_rows < 1:
+        raise ConfigError(f"{where}: features.join_chunk_rows must be >= 1, got {p.features.join_chunk_rows!r}")
 
 
 # ------------------------------------------------------------------ checks on an untrusted run conf

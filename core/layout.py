@@ -8,7 +8,8 @@ data/
   feast/<dataset>/                          Feast registry (SQLite file) and online store
   quarantine/<dataset>/dt=YYYY-MM-DD/<n>/   days that failed validation, with report.json
 artifacts/
-  runs/<dataset>/<date>/<model_name>/       one run: dataset/, encoders, model, metrics, ONNX
+  runs/<dataset>/<date>/<model_name>/       one run: dataset/{train,valid,test}/dt=<day>/, encoders,
+                                            model, metrics, ONNX
   registry/<dataset>/<model_name>/          champion.json pointer + history.jsonl
   data_docs/<dataset>/index.html            Great Expectations data docs, one page per validation
 """
@@ -103,7 +104,8 @@ class RunFiles:
         return self.root / "dataset"
 
     def split(self, name: str) -> Path:
-        return self.dataset_dir / f"{name}.parquet"
+        """A split's directory of day partitions (core.splits): <split>/dt=YYYY-MM-DD/part-*.parquet."""
+        return self.dataset_dir / name
 
     @property
     def dataset_manifest(self) -> Path:

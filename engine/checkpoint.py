@@ -22,7 +22,7 @@ import torch
 from core.atomic import atomic_path
 from core.config import TrainParams
 from core.layout import RunFiles
-from core.registry import sha256_file
+from core.splits import split_sha256
 
 log = logging.getLogger("mtrec.train")
 
@@ -33,7 +33,7 @@ def fingerprint(run_files: RunFiles, tp: TrainParams, model_config: dict, world_
                 device_type: str = "cpu") -> str:
     """What a resumable state must share with the run that resumes it."""
     recipe = {"train": asdict(tp), "model": model_config, "world_size": int(world_size), "device": device_type,
-              "splits": {name: sha256_file(run_files.split(name)) for name in ("train", "valid")}}
+              "splits": {name: split_sha256(run_files.split(name)) for name in ("train", "valid")}}
     return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -5,8 +5,10 @@ Entities: user and item (join keys from the spec). Feature views:
   features (a `files` source may have no user or item table);
 - <dataset>_user_activity, <dataset>_item_activity: daily rolling aggregates stamped at their
   serve day's 00:00 UTC (TTL one day: an event joins its own day's row, never a later one).
-FileSources read the lake directly (an explicit ParquetFormat is required for directories and
-globs). Feature service: <dataset>_ranking, what the models read.
+Sources read the lake directly: FileSources for the DuckDB offline store (an explicit
+ParquetFormat is required for directories and globs), SparkSources on the same paths for the Spark
+profile (Feast's Spark store reads nothing else). Feature service: <dataset>_ranking, what the
+models read.
 """
 from __future__ import annotations
 
@@ -32,42 +34,42 @@ def feature_service_name(spec: DatasetSpec) -> str:
     return f"{spec.name}_ranking"
 
 
-def build_objects(spec: DatasetSpec, layout: Layout) -> list:
-    """Entities, feature views and the feature service to `apply` for this data set."""
+def build_objects(spec: DatasetSpec, layout: Layout, offline_store: str = "duckdb") -> list:
+    """Entities, feature views and the feature service to `apply` for this data set; the views'
+    sources are those offline_store ("duckdb" or "spark") reads."""
     user = Entity(name="user", join_keys=[spec.user_key], value_type=ValueType.INT64)
     item = Entity(name="item", join_keys=[spec.item_key], value_type=ValueType.INT64)
     # A profile view per group with features (a data set may have none for users or items: Feast
     # cannot hold a view without features).
     views = [
-        _profile_view(f"{spec.name}_{entity.name}_profile", entity, layout, table, group.categorical, group.numeric)
+        _profile_view(f"{spec.name}_{entity.name}_profile", entity, layout, table, group.categorical, group.numeric,
+                      offline_store)
         for entity, table, group in ((user, "users", spec.user), (item, "items", spec.item)) if group.columns
     ]
     if spec.aggregates:
         for table, (entity, _) in ACTIVITY_TABLES.items():
             columns = spec.user_activity if entity == "user" else spec.item_activity
             views.append(_activity_view(f"{spec.name}_{table}", user if entity == "user" else item,
-                                        layout, table, columns))
+                                        layout, table, columns, offline_store))
     service = FeatureService(name=feature_service_name(spec), features=views)
     return [user, item, *views, service]
 
 
-def _profile_view(name, entity, layout, table, categorical, numeric) -> FeatureView:
-    source = FileSource(
-        name=f"{name}_source",
-        path=str(layout.entity_table(table)),
-        file_format=ParquetFormat(),
-        timestamp_field=FEATURE_TIMESTAMP,
-    )
+def _source(name: str, path: str, offline_store: str):
+    if offline_store == "spark":
+        from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
+
+        return SparkSource(name=name, path=path, file_format="parquet", timestamp_field=FEATURE_TIMESTAMP)
+    return FileSource(name=name, path=path, file_format=ParquetFormat(), timestamp_field=FEATURE_TIMESTAMP)
+
+
+def _profile_view(name, entity, layout, table, categorical, numeric, offline_store) -> FeatureView:
+    source = _source(f"{name}_source", str(layout.entity_table(table)), offline_store)
     schema = [Field(name=c, dtype=String) for c in categorical] + [Field(name=c, dtype=Float64) for c in numeric]
     return FeatureView(name=name, entities=[entity], ttl=PROFILE_TTL, schema=schema, source=source, online=True)
 
 
-def _activity_view(name, entity, layout, table, columns) -> FeatureView:
-    source = FileSource(
-        name=f"{name}_source",
-        path=str(layout.entity_table(table) / "dt=*" / "*.parquet"),
-        file_format=ParquetFormat(),
-        timestamp_field=FEATURE_TIMESTAMP,
-    )
+def _activity_view(name, entity, layout, table, columns, offline_store) -> FeatureView:
+    source = _source(f"{name}_source", str(layout.entity_table(table) / "dt=*" / "*.parquet"), offline_store)
     schema = [Field(name=c, dtype=Float64) for c in columns]
     return FeatureView(name=name, entities=[entity], ttl=ACTIVITY_TTL, schema=schema, source=source, online=True)

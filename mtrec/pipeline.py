@@ -44,6 +44,10 @@ def check_config(params: Params) -> None:
     the first step of a run, by the DAG's first task and by the CLI."""
     check_model_names(params)
     check_model_config(params.model)
+    if params.features.offline_store == "spark":
+        from features.spark import require_spark
+
+        require_spark()
 
 
 def run_step(name: str, ctx: RunContext) -> dict:

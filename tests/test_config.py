@@ -189,3 +189,8 @@ def test_params_and_spec_round_trip_through_plain_dicts():
 def test_out_of_range_training_values_are_refused_before_any_step(key, value):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.") + " must be >="):
         load_params(overrides={"dataset": "ml100k", "date": "1998-03-01", key: value})
+
+
+def test_a_bucket_url_as_a_data_path_is_refused_with_the_way_out():
+    with pytest.raises(ConfigError, match=r"paths.data is a URL \(s3://bucket/lake\).*mount the bucket"):
+        load_params(overrides={"dataset": "ml100k", "date": "1998-03-01", "paths.data": "s3://bucket/lake"})

@@ -87,14 +87,18 @@ class Session:
         self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
         self._suites: dict[str, Suite] = {}
 
-    def suite(self, name: str, expectations: list, file_column: str | None = None) -> "Suite":
-        """A checkpoint for `expectations` under `name` (a name is registered once per session)."""
+    def suite(self, name: str, expectations: list, file_column: str | None = None,
+              engine: str = "pandas") -> "Suite":
+        """A checkpoint for `expectations` under `name` (a name is registered once per session).
+        engine "spark": the suite runs on Spark DataFrames inside Spark (GX's Spark execution
+        engine, on the active SparkSession), so a Spark-built training set is never collected."""
         if name in self._suites:
             raise ValueError(f"suite {name!r} is already registered in this GX session")
         import great_expectations as gx
 
         ctx = self.context
-        asset = ctx.data_sources.add_pandas(name).add_dataframe_asset("frame")
+        source = ctx.data_sources.add_spark(name) if engine == "spark" else ctx.data_sources.add_pandas(name)
+        asset = source.add_dataframe_asset("frame")
         batch = asset.add_batch_definition_whole_dataframe("all")
         suite = ctx.suites.add(gx.ExpectationSuite(name=name))
         for exp in expectations:
@@ -133,12 +137,13 @@ class Suite:
     def run(self, df: pd.DataFrame, file: str | None = None) -> list[Failure]:
         """The failures of this suite on df (empty = passed); `file` names table-level failures."""
         _quiet()
-        result = self.checkpoint.run(batch_parameters={"dataframe": df.reset_index(drop=True)})
+        pandas = isinstance(df, pd.DataFrame)
+        result = self.checkpoint.run(batch_parameters={"dataframe": df.reset_index(drop=True) if pandas else df})
         failures: list[Failure] = []
         for run in result.run_results.values():
             for r in run.results:
                 if not r.success:
-                    failures.extend(_failures(r, self.file_column, file, len(df)))
+                    failures.extend(_failures(r, self.file_column, file, len(df) if pandas else df.count()))
         return failures
 
 

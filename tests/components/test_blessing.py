@@ -15,6 +15,7 @@ from core.context import RunContext
 from core.layout import Layout, RunFiles
 from core.spec import load_spec
 from mtrec.testing import ml100k_like_frame
+from core.splits import write_partitions
 
 SPEC = load_spec("ml100k")
 SHA_A, SHA_B = "a" * 64, "0123456789abcdef" * 4
@@ -97,7 +98,7 @@ def _ctx(tmp_path, seed: int) -> RunContext:
 def _write_splits(rf: RunFiles) -> None:
     rf.dataset_dir.mkdir(parents=True, exist_ok=True)
     for i, (name, n) in enumerate((("train", 1200), ("valid", 300), ("test", 300))):
-        ml100k_like_frame(SPEC, n, seed=10 + i, first_row=10_000 * i).to_parquet(rf.split(name), index=False)
+        write_partitions(rf.split(name), ml100k_like_frame(SPEC, n, seed=10 + i, first_row=10_000 * i))
 
 
 def test_model_retrained_after_the_gate_is_neither_exported_nor_promoted(tmp_path):

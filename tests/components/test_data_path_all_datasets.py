@@ -7,6 +7,7 @@ from components.sources import kuairand
 from core.context import RunContext
 from mtrec.pipeline import run_step
 from core.spec import ROW_ID, TIMESTAMP
+from core.splits import read_split
 
 CASES = {
     "ml100k": {"date": "1998-03-01", "window.train_days": 10},
@@ -34,9 +35,9 @@ def test_data_path(dataset, tmp_path, monkeypatch, ml100k_source):
     manifest = pd.read_json(ctx.run_files.dataset_manifest, typ="series")
     window_days = set(manifest["days"]["train"] + manifest["days"]["valid"] + manifest["days"]["test"])
     landed = pd.concat([pd.read_parquet(ctx.layout.day_dir(d)) for d in window_days], ignore_index=True)
-    splits = pd.concat([pd.read_parquet(ctx.run_files.split(s)) for s in ("train", "valid", "test")], ignore_index=True)
+    splits = pd.concat([read_split(ctx.run_files.split(s)) for s in ("train", "valid", "test")], ignore_index=True)
     assert len(splits) == len(landed) and set(splits[ROW_ID]) == set(landed[ROW_ID])
     assert manifest["days"]["test"] == [ctx.params.date]
-    test = pd.read_parquet(ctx.run_files.split("test"))
+    test = read_split(ctx.run_files.split("test"))
     assert (test[TIMESTAMP].dt.strftime("%Y-%m-%d") == ctx.params.date).all()
     assert set(ctx.spec.categorical + ctx.spec.numeric) <= set(splits.columns)

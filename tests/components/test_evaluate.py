@@ -16,6 +16,8 @@ from core import metrics
 from core.config import load_params
 from core.layout import RunFiles
 from core.spec import load_spec
+from core.splits import write_partitions
+from core.splits import read_split
 
 SPEC = load_spec("ml100k")
 PARAMS = load_params(overrides={"train.max_epochs": 4, "train.batch_size": 128})
@@ -30,7 +32,7 @@ def trained(tmp_path_factory) -> RunFiles:
     rf = RunFiles(tmp_path_factory.mktemp("run"))
     rf.dataset_dir.mkdir(parents=True)
     for i, (name, n) in enumerate((("train", 1200), ("valid", 300), ("test", 400))):
-        make_frame(n, seed=20 + i, first_row=10_000 * i).to_parquet(rf.split(name), index=False)
+        write_partitions(rf.split(name), make_frame(n, seed=20 + i, first_row=10_000 * i))
     train.run(RunContext.of(PARAMS, SPEC, rf))
     return rf
 
@@ -39,7 +41,7 @@ def test_writes_predictions_and_metrics(trained):
     result = read_json(evaluate.run(RunContext.of(PARAMS, SPEC, trained)).metrics)
     preds = pd.read_parquet(trained.predictions)
     assert list(preds.columns) == ["row_id", "like", "love", "rating", "score_like", "score_love", "score_rating"]
-    test = pd.read_parquet(trained.split("test"))
+    test = read_split(trained.split("test"))
     assert preds.row_id.tolist() == test.row_id.tolist()
     assert preds[["like", "love", "rating"]].to_numpy().tolist() == test[["like", "love", "rating"]].to_numpy(float).tolist()
     assert preds[["score_like", "score_love"]].stack().between(0, 1).all()
@@ -58,7 +60,7 @@ def test_writes_predictions_and_metrics(trained):
 
 def test_score_frame_matches_the_model_probabilities(trained):
     model, enc = load_trained(trained), Encoders.load(trained.encoders)
-    df = pd.read_parquet(trained.split("test")).head(50)
+    df = read_split(trained.split("test")).head(50)
     scores = evaluate.score_frame(model, enc, df, batch_size=16)      # several batches, one partial
     cat, num = enc.transform(df)
     with torch.no_grad():
@@ -75,7 +77,7 @@ def test_one_class_test_labels_give_null_auc_with_a_note(trained, tmp_path):
         getattr(rf, name).write_bytes(getattr(trained, name).read_bytes())
     test = make_frame(30, seed=5)
     test["love"] = 0
-    test.to_parquet(rf.split("test"), index=False)
+    write_partitions(rf.split("test"), test)
     love = read_json(evaluate.run(RunContext.of(PARAMS, SPEC, rf)).metrics)["tasks"]["love"]
     assert love["auc"] is None and "every test label is 0" in love["note"]
     assert love["positive_rate"] == 0.0 and np.isfinite(love["logloss"])
@@ -84,7 +86,7 @@ def test_one_class_test_labels_give_null_auc_with_a_note(trained, tmp_path):
 
 def test_metrics_json_holds_gauc_calibration_multi_auc_and_consistency(trained):
     result = read_json(evaluate.run(RunContext.of(PARAMS, SPEC, trained)).metrics)
-    preds, test = pd.read_parquet(trained.predictions), pd.read_parquet(trained.split("test"))
+    preds, test = pd.read_parquet(trained.predictions), read_split(trained.split("test"))
     like, love = result["tasks"]["like"], result["tasks"]["love"]
     for name, task in (("like", like), ("love", love)):
         y, s = preds[name].to_numpy(), preds[f"score_{name}"].to_numpy()

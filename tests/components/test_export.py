@@ -18,6 +18,7 @@ from core.layout import RunFiles
 from core.onnx_scoring import score_with_onnx
 from core.registry import sha256_file
 from core.spec import DatasetSpec, FeatureGroup, Task
+from core.splits import write_partitions
 
 TASKS = (("like", "binary"), ("love", "binary"), ("rating", "regression"))
 SPEC = DatasetSpec("toy", "toy", "user_id", "item_id", None, tuple(Task(n, t) for n, t in TASKS),
@@ -47,7 +48,7 @@ def toy_frame(n=300, seed=0) -> pd.DataFrame:
                          "item_id": rng.integers(0, 30, n), "gender": rng.choice(["F", "M"], n),
                          "age": rng.normal(30, 8, n), "year": rng.integers(1950, 1999, n).astype(float),
                          "like": (rating >= 4).astype(float), "love": (rating == 5).astype(float),
-                         "rating": rating.astype(float)})
+                         "rating": rating.astype(float), "event_timestamp": pd.Timestamp("1998-03-01", tz="UTC")})
 
 
 def make_params(tmp_path, export_params: ExportParams | None = None, **gate) -> Params:
@@ -120,7 +121,7 @@ def _run_dir(tmp_path, blessing: dict | None):
     enc = Encoders.fit(df, SPEC)
     enc.save(rf.encoders)
     rf.dataset_dir.mkdir(parents=True)
-    df.to_parquet(rf.split("test"))
+    write_partitions(rf.split("test"), df)
     if blessing is not None:
         write_json(rf.blessing, blessing)
     return rf, enc, df

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 from core.context import RunContext
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -18,6 +20,7 @@ from core.config import ExportParams, GateParams, ModelParams, Params, TrainPara
 from core.layout import Layout, RunFiles
 from core.metrics import auc
 from core.spec import DatasetSpec, FeatureGroup, Task
+from core.splits import write_partitions
 
 SPEC = DatasetSpec("toy", "toy", "user_id", "item_id", None,
                    (Task("like", "binary"), Task("rating", "regression")),
@@ -68,7 +71,8 @@ def _challenger(tmp_path, scores_like: np.ndarray | None = None, like_auc="compu
     rf = RunFiles(tmp_path / "artifacts" / "runs" / "toy" / "2024-01-02" / "tiny")
     df = _frame(seed=2)
     rf.dataset_dir.mkdir(parents=True, exist_ok=True)
-    df.to_parquet(rf.split("test"))
+    shutil.rmtree(rf.split("test"), ignore_errors=True)   # a second challenger in the same run dir
+    write_partitions(rf.split("test"), df)
     if scores_like is None:
         scores_like = 1 / (1 + np.exp(-(df["age"].to_numpy() - 30) / 8 * 4))
     preds = pd.DataFrame({"row_id": df["row_id"], "like": df["like"], "score_like": scores_like,

@@ -19,6 +19,7 @@ from core.context import RunContext
 from core.registry import locked
 from core.spec import TIMESTAMP
 from mtrec.pipeline import STEPS, run_step
+from core.splits import read_split
 
 DAY = "1998-03-01"
 SMALL_WINDOW = {"window.train_days": 14, "window.valid_days": 1, "window.test_days": 1}  # as tests/conftest.py
@@ -54,7 +55,7 @@ def copy(pipeline, tmp_path):
 
 
 def _day_rows(ctx) -> pd.DataFrame:
-    test = pd.read_parquet(ctx.run_files.split("test"))
+    test = read_split(ctx.run_files.split("test"))
     return test[pd.to_datetime(test[TIMESTAMP], utc=True).dt.strftime("%Y-%m-%d") == DAY]
 
 

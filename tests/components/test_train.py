@@ -1,5 +1,6 @@
 from core.context import RunContext
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,7 @@ from models.build import load_trained
 from core.config import load_params
 from core.layout import RunFiles
 from core.spec import load_spec
+from core.splits import partition_dir, read_split, write_partitions
 
 SPEC = load_spec("ml100k")
 OVERRIDES = {"train.max_epochs": 2, "train.batch_size": 128}
@@ -29,7 +31,7 @@ def write_splits(root, n_train=1200, n_valid=300, n_test=300) -> RunFiles:
     rf = RunFiles(root)
     rf.dataset_dir.mkdir(parents=True, exist_ok=True)
     for i, (name, n) in enumerate((("train", n_train), ("valid", n_valid), ("test", n_test))):
-        make_frame(n, seed=10 + i, first_row=10_000 * i).to_parquet(rf.split(name), index=False)
+        write_partitions(rf.split(name), make_frame(n, seed=10 + i, first_row=10_000 * i))
     return rf
 
 
@@ -46,7 +48,7 @@ def test_run_writes_artifacts_and_learns(tmp_path):
     assert set(e1["valid_task_loss"]) == {"like", "love", "rating"}
     # the rating head starts at the label mean: its first-epoch MSE is near the label variance,
     # not near mean^2 (~12) as a zero bias would give
-    valid_var = float(pd.read_parquet(rf.split("valid")).rating.var())
+    valid_var = float(read_split(rf.split("valid")).rating.var())
     assert e1["valid_task_loss"]["rating"] < 2 * valid_var
     # model.pt is a plain state_dict that rebuilds into the same model
     model = load_trained(rf)
@@ -78,14 +80,17 @@ def test_early_stopping_keeps_the_best_epoch(tmp_path):
     assert result.best_valid_loss == min(losses) == losses[result.best_epoch - 1]
     # the checkpoint holds the best epoch's weights, not the last epoch's
     enc = Encoders.load(rf.encoders)
-    valid = Tensors.encode(enc, pd.read_parquet(rf.split("valid")), torch.device("cpu"))
+    valid = Tensors.encode(enc, read_split(rf.split("valid")), torch.device("cpu"))
     assert sum(valid_loss(load_trained(rf), valid, autocast=False).values()) == pytest.approx(min(losses), abs=1e-6)
 
 
 def test_empty_split_names_the_file(tmp_path):
     rf = write_splits(tmp_path)
-    make_frame(5, 1).iloc[:0].to_parquet(rf.split("valid"), index=False)
-    with pytest.raises(ValueError, match=r"valid\.parquet.*0 rows"):
+    shutil.rmtree(rf.split("valid"))
+    empty = partition_dir(rf.split("valid"), "1998-01-01")
+    empty.mkdir(parents=True)
+    make_frame(5, 1).iloc[:0].to_parquet(empty / "part-00000.parquet", index=False)
+    with pytest.raises(ValueError, match=r"dataset/valid.*0 rows"):
         train.run(RunContext.of(load_params(overrides=OVERRIDES), SPEC, rf))
 
 
@@ -93,8 +98,9 @@ def test_nan_label_names_file_column_and_count(tmp_path):
     rf = write_splits(tmp_path)
     df = make_frame(50, 1).astype({"love": "float64"})
     df.loc[:2, "love"] = np.nan
-    df.to_parquet(rf.split("train"), index=False)
-    with pytest.raises(ValueError, match=r"train\.parquet.*'love'.*3 NaN"):
+    shutil.rmtree(rf.split("train"))
+    write_partitions(rf.split("train"), df)
+    with pytest.raises(ValueError, match=r"dataset/train.*'love'.*3 NaN"):
         train.run(RunContext.of(load_params(overrides=OVERRIDES), SPEC, rf))
 
 
@@ -165,7 +171,8 @@ def test_state_of_other_params_or_data_is_ignored(tmp_path, caplog):
     # changed data: same params, but the valid split is rewritten
     with pytest.raises(Interrupt):
         train.run(RunContext.of(params, SPEC, rf), on_epoch_end=stop_after(1))
-    make_frame(300, seed=99, first_row=10_000).to_parquet(rf.split("valid"), index=False)
+    shutil.rmtree(rf.split("valid"))
+    write_partitions(rf.split("valid"), make_frame(300, seed=99, first_row=10_000))
     assert train.run(RunContext.of(params, SPEC, rf)).resumed_from_epoch == 0
 
 

@@ -25,6 +25,7 @@ import pytest
 from components import evaluate
 from core.atomic import read_json
 from core.context import RunContext
+from core.splits import write_partitions
 
 REPO = Path(__file__).resolve().parents[2]
 BATCH = 128
@@ -47,7 +48,7 @@ def context(tmp_path: Path, model_name: str, **extra) -> tuple[RunContext, list[
     ctx = RunContext.create({"dataset": "ml100k", "date": "1998-03-01", **sets})
     ctx.run_files.dataset_dir.mkdir(parents=True, exist_ok=True)
     for i, (name, n) in enumerate((("train", N_TRAIN), ("valid", 600), ("test", 1500))):
-        make_frame(ctx.spec, n, seed=30 + i, first_row=10_000 * i).to_parquet(ctx.run_files.split(name), index=False)
+        write_partitions(ctx.run_files.split(name), make_frame(ctx.spec, n, seed=30 + i, first_row=10_000 * i))
     args = ["--dataset", "ml100k", "--date", "1998-03-01"]
     for key, value in sets.items():
         args += ["--set", f"{key}={value}"]

@@ -17,6 +17,7 @@ from core.config import load_params
 from core.layout import RunFiles
 from core.spec import load_spec
 from mtrec.testing import ml100k_like_frame
+from core.splits import write_partitions
 
 SPEC = load_spec("ml100k")
 OVERRIDES = {"train.max_epochs": 2, "train.batch_size": 128}
@@ -26,7 +27,7 @@ def write_splits(root, n_train=1200, n_valid=300, n_test=600) -> RunFiles:
     rf = RunFiles(root)
     rf.dataset_dir.mkdir(parents=True, exist_ok=True)
     for i, (name, n) in enumerate((("train", n_train), ("valid", n_valid), ("test", n_test))):
-        ml100k_like_frame(SPEC, n, seed=10 + i, first_row=10_000 * i).to_parquet(rf.split(name), index=False)
+        write_partitions(rf.split(name), ml100k_like_frame(SPEC, n, seed=10 + i, first_row=10_000 * i))
     return rf
 
 

@@ -44,7 +44,7 @@ def make_run(home: Path, date: str, shared: Path | None = None, seed: int = 0) -
             _write(lake.entity_table(table) / f"dt={day}" / "part-0.parquet", f"{table} {day}".encode())
     rf = ctx.run_files
     for split in ("train", "valid", "test"):
-        _write(rf.split(split), f"{split} rows of {date} {seed}".encode())
+        _write(rf.split(split) / f"dt={date}" / "part-0.parquet", f"{split} rows of {date} {seed}".encode())
     _write(rf.dataset_manifest, json.dumps({"run_date": date}).encode())
     gen = torch.Generator().manual_seed(seed)
     rf.root.mkdir(parents=True, exist_ok=True)

@@ -6,13 +6,14 @@ import torch
 from core.config import TrainParams
 from core.layout import RunFiles
 from engine.checkpoint import STATE_VERSION, Record, Trainee, fingerprint, load_state, resume, save_state, snapshot
+from core.splits import partition_days, partition_dir, write_partitions
 
 
 def _run_files(root) -> RunFiles:
     rf = RunFiles(root)
     rf.dataset_dir.mkdir(parents=True, exist_ok=True)
     for name in ("train", "valid"):
-        pd.DataFrame({"x": [1, 2, 3]}).to_parquet(rf.split(name), index=False)
+        write_partitions(rf.split(name), pd.DataFrame({"x": [1, 2, 3], "event_timestamp": pd.Timestamp("2024-01-01", tz="UTC")}))
     return rf
 
 
@@ -23,7 +24,8 @@ def test_fingerprint_covers_params_config_world_size_device_and_splits(tmp_path)
     others = [fingerprint(rf, TrainParams(seed=8), {"m": 1}), fingerprint(rf, tp, {"m": 2}),
               fingerprint(rf, tp, {"m": 1}, 2), fingerprint(rf, tp, {"m": 1}, 1, "cuda")]
     assert fp not in others and len(set(others)) == len(others)
-    pd.DataFrame({"x": [1, 2, 4]}).to_parquet(rf.split("valid"), index=False)
+    day = next(partition_dir(rf.split("valid"), d) for d in partition_days(rf.split("valid")))
+    pd.DataFrame({"x": [1, 2, 4]}).to_parquet(day / "part-00000.parquet", index=False)   # one partition's content changed
     assert fingerprint(rf, tp, {"m": 1}) != fp
 
 

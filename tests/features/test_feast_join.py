@@ -2,6 +2,8 @@ import pandas as pd
 
 from components import build_features, ingest, make_dataset
 from core.spec import FEATURE_TIMESTAMP, ROW_ID, TIMESTAMP
+from core.atomic import read_json
+from core.splits import partition_days, read_split
 
 
 def test_point_in_time_join_keeps_every_row_and_never_joins_a_future_feature(make_ctx):
@@ -44,7 +46,7 @@ def test_make_dataset_splits_chronologically_and_preserves_row_counts(make_ctx):
     assert sum(result.rows.values()) == sum(len(pd.read_parquet(d)) for d in window)
     assert result.days["test"] == ["1998-03-01"] and result.days["valid"] == ["1998-02-28"]
     assert max(result.days["train"]) < "1998-02-28"
-    train = pd.read_parquet(ctx.run_files.split("train"))
+    train = read_split(ctx.run_files.split("train"))
     assert set(ctx.spec.categorical + ctx.spec.numeric) <= set(train.columns)
     assert train["age"].notna().all()  # every ML-100K user has a profile
     # activity features arrive through Feast; a count is never null (no row = 0 impressions)
@@ -71,3 +73,37 @@ def test_feast_join_equals_the_direct_duckdb_asof_join_used_as_its_benchmark_bas
             assert (a.fillna(0) - b.fillna(0).astype(float)).abs().max() < 1e-9, col
         else:
             assert a.fillna("").astype(str).tolist() == b.fillna("").astype(str).tolist(), col
+
+
+def test_event_chunks_bound_the_rows_of_one_join(tmp_path):
+    from components.make_dataset import event_chunks
+
+    files = []
+    for day, n in (("d1", 400), ("d2", 500), ("d3", 2000), ("d4", 100)):
+        files.append(tmp_path / f"{day}.parquet")
+        pd.DataFrame({"row_id": range(len(files) * 10_000, len(files) * 10_000 + n), "x": 1.0}).to_parquet(files[-1])
+    chunks = list(event_chunks(files, ["row_id"], 1000))
+    assert [len(c) for c in chunks] == [900, 1000, 1000, 100]          # d1+d2, d3 in two, d4
+    assert list(chunks[0].columns) == ["row_id"]
+    assert pd.concat(chunks)["row_id"].tolist() == pd.concat(pd.read_parquet(f) for f in files)["row_id"].tolist()
+
+
+def test_joining_in_small_chunks_builds_the_same_training_set(make_ctx):
+    """Chunks that cut days in pieces (join_chunk_rows far below a day's rows) give the same
+    rows, values and per-day partitions as one join of the window; the manifest counts each day."""
+    whole = make_ctx()
+    ingest.run(whole)
+    build_features.run(whole)
+    make_dataset.run(whole)
+    chunked = make_ctx(**{"run.model_name": "chunked", "features.join_chunk_rows": 250})
+    make_dataset.run(chunked)
+    manifest = read_json(chunked.run_files.dataset_manifest)
+    assert manifest["rows_per_day"] == read_json(whole.run_files.dataset_manifest)["rows_per_day"]
+    assert max(manifest["rows_per_day"].values()) > 250          # some day was cut into several chunks
+    for name in ("train", "valid", "test"):
+        a, b = read_split(whole.run_files.split(name)), read_split(chunked.run_files.split(name))
+        b = b.set_index(ROW_ID).loc[a[ROW_ID]].reset_index()
+        pd.testing.assert_frame_equal(a, b)
+    several = [d for d in partition_days(chunked.run_files.split("train"))
+               if len(list((chunked.run_files.split("train") / f"dt={d}").glob("*.parquet"))) > 1]
+    assert several

@@ -76,13 +76,14 @@ def _memoise_torchlib_registry():
 def write_splits(dataset_dir: Path) -> None:
     from core.layout import RunFiles
     from core.spec import load_spec
+    from core.splits import write_partitions
     from mtrec.testing import ml100k_like_frame
 
     spec = load_spec("ml100k")
     dataset_dir.mkdir(parents=True)
     for i, (name, n) in enumerate(ROWS.items()):
         frame = ml100k_like_frame(spec, n, seed=20 + i, first_row=10_000 * i)
-        frame.to_parquet(dataset_dir / RunFiles(dataset_dir).split(name).name, index=False)
+        write_partitions(dataset_dir / RunFiles(dataset_dir).split(name).name, frame)
 
 
 def run_cell(cell: str, root: Path, splits: Path) -> dict:

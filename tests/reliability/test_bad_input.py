@@ -20,6 +20,7 @@ import pytest
 from components.ingest import write_parquet_if_changed
 from core.spec import FEATURE_TIMESTAMP, ROW_ID, TIMESTAMP
 from reliability_harness import D1, STEPS, TO_TRAIN, Workspace, form, run_steps, sha256, task_context
+from core.splits import read_split
 
 
 def rewrite(path: Path, mutate: Callable[[pd.DataFrame], pd.DataFrame]) -> None:
@@ -209,7 +210,7 @@ def test_feature_row_stamped_after_the_event_is_never_joined(ws, case):
     outcome = run_steps(["features", "validate", "materialize", "dataset"], D1)
     c.error = outcome.message or "none"
     assert outcome.failed is None, outcome.message
-    test = pd.read_parquet(ws.run_dir(D1) / "dataset" / "test.parquet")
+    test = read_split(ws.run_dir(D1) / "dataset" / "test")
     mine = test[test["user_id"] == probe["user_id"]]
     before, after = mine[mine[TIMESTAMP] < stamp], mine[mine[TIMESTAMP] >= stamp]
     assert len(before) >= 1 and len(after) >= 1

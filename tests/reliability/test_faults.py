@@ -20,6 +20,7 @@ import torch
 from core import registry
 from core.context import RunContext
 from reliability_harness import D0, D1, REPO, STEPS, child_env, drive_lines, form, run_steps, sha256, task_context
+from core.splits import read_split
 
 FROM_FEATURES = STEPS[STEPS.index("features"):]
 
@@ -166,7 +167,7 @@ def test_crash_between_export_and_promotion_then_rerun_promotes_once(ws, case):
 D2 = "1998-03-03"
 JSON_FILES = ("dataset/manifest.json", "encoders.json", "model_config.json", "train_log.json", "metrics.json",
               "blessing.json", "export.json", "promotion.json", "validation/raw_events.json")
-PARQUET_FILES = ("dataset/train.parquet", "dataset/valid.parquet", "dataset/test.parquet", "predictions.parquet")
+SPLIT_DIRS = ("dataset/train", "dataset/valid", "dataset/test")
 
 
 def check_run_dir(run_dir: Path, date: str) -> dict:
@@ -175,11 +176,12 @@ def check_run_dir(run_dir: Path, date: str) -> dict:
 
     for name in JSON_FILES:
         json.loads((run_dir / name).read_text())  # complete and parseable
-    frames = {name: pd.read_parquet(run_dir / name) for name in PARQUET_FILES}
+    frames = {name: read_split(run_dir / name) for name in SPLIT_DIRS}
+    frames["predictions.parquet"] = pd.read_parquet(run_dir / "predictions.parquet")
     manifest = json.loads((run_dir / "dataset/manifest.json").read_text())
     assert manifest["run_date"] == date
-    assert {k: len(frames[f"dataset/{k}.parquet"]) for k in ("train", "valid", "test")} == manifest["rows"]
-    assert set(frames["predictions.parquet"]["row_id"]) == set(frames["dataset/test.parquet"]["row_id"])
+    assert {k: len(frames[f"dataset/{k}"]) for k in ("train", "valid", "test")} == manifest["rows"]
+    assert set(frames["predictions.parquet"]["row_id"]) == set(frames["dataset/test"]["row_id"])
     weights(run_dir / "model.pt")
     export = json.loads((run_dir / "export.json").read_text())
     assert export["exported"] is True and sha256(run_dir / "model.onnx") == export["onnx_sha256"]

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from reliability_harness import D0, D1, REPO, SECRET, SECRET_ENV, form, run_steps, task_context
+import shutil
 
 # What a secret looks like. Values that are placeholders or variable names are not secrets.
 PATTERNS = {
@@ -201,9 +202,8 @@ def test_a_malicious_checkpoint_is_refused(ws, case, caplog):
     c.error = f"evaluate: Weights only load failed ... {refusal.group(0)}"
 
     fresh = ws.run_dir(D0, "pickled")
-    (fresh / "dataset").mkdir(parents=True)
-    for split in ("train", "valid", "test"):
-        (fresh / "dataset" / f"{split}.parquet").write_bytes((run_dir / "dataset" / f"{split}.parquet").read_bytes())
+    fresh.mkdir(parents=True)
+    shutil.copytree(run_dir / "dataset", fresh / "dataset")
     torch.save({"version": 2, "model": Payload(marker)}, fresh / "train_state.pt")
     with caplog.at_level("WARNING", logger="mtrec.train"):
         trained = run_steps(["train"], D0, form(overrides={"run.model_name": "pickled"}))
