@@ -40,6 +40,8 @@ def register(sub) -> None:
     train_b.add_argument("--backbones", nargs="+", default=None, help="default: all nine")
     train_b.add_argument("--batch-size", type=int, default=1024)
     train_b.add_argument("--epochs", type=int, default=2)
+    train_b.add_argument("--window-rows", type=int, default=262_144,
+                         help="rows per window of the streamed path (engine.stream)")
     metrics_b = bench_sub.add_parser("metrics", help="time each evaluator metric on random data with ties")
     metrics_b.add_argument("--rows", type=int, default=10_000_000)
     metrics_b.add_argument("--users", type=int, default=100_000)
@@ -86,7 +88,7 @@ def run(args: argparse.Namespace, command: str) -> int:
     elif args.bench == "train":
         from benchmarks import train
 
-        print(train.run(args.rows, _backbones(args), args.batch_size, args.epochs, command))
+        print(train.run(args.rows, _backbones(args), args.batch_size, args.epochs, command, args.window_rows))
     elif args.bench == "scale":
         from benchmarks import scale
 

@@ -1,13 +1,16 @@
-"""`mtrec bench train`: training samples/s per backbone on synthetic rows, three ways.
+"""`mtrec bench train`: training samples/s per backbone on synthetic rows, four ways.
 
 For each backbone, from the same initial weights, optimizer, batch size and loss:
 - engine: engine.loop.fit over the encoded tensors on the device (a seeded permutation per
   epoch, index batches gathered from it, loss bookkeeping); the valid pass is not timed;
+- stream: engine.loop.fit over the same rows written as a day-partitioned split and streamed
+  (engine.stream.Streaming: row groups permuted, --window-rows rows read, encoded and shuffled at a
+  time by a prefetch thread), as the train step does for a split bigger than its shuffle window;
 - limit: the same model stepping over batches pre-sliced from the same tensors (contiguous views:
   no permutation, no gather, no bookkeeping), i.e. the model's own cost with no data path at all;
 - DataLoader: a torch DataLoader over a per-row Dataset (shuffle, default collate, num_workers=0),
   each batch moved to the device, the pattern of most MTL libraries.
-The three paths take turns one epoch at a time, and each reports samples/s of its fastest epoch.
+The paths take turns one epoch at a time, and each reports samples/s of its fastest epoch.
 
 Data: the synthetic generator's first day at `rows` rows, joined to its user and item profiles
 and encoded with core.encoders.Encoders (the rolling activity columns need the lake, so they
@@ -148,8 +151,21 @@ class _Loader:
         return self.rows / (time.perf_counter() - t0)
 
 
+def _stream_source(df, spec, enc, tp, window_rows: int, root, device):
+    """df written as a split under root (core.splits) and a Streaming source over it."""
+    from components.train import checked_encoder, stream_columns
+    from core.splits import write_partitions
+    from engine.distributed import Group
+    from engine.stream import Streaming
+
+    split = root / "train"
+    write_partitions(split, df[[c for c in df.columns if c in set(stream_columns(spec)) | {"event_timestamp"}]])
+    return Streaming(split, checked_encoder(enc, spec, split), stream_columns(spec), tp.batch_size, window_rows,
+                     tp.seed, Group(), device)
+
+
 def run(rows: int = 1_000_000, backbones: list[str] | None = None, batch_size: int = 1024, epochs: int = 2,
-        command: str | None = None) -> str:
+        command: str | None = None, window_rows: int = 262_144) -> str:
     """Markdown: samples/s per backbone of the engine, the no-data-path limit and a per-row DataLoader.
 
     The paths take turns, one epoch each, `epochs` times; each reports its fastest epoch (the first
@@ -169,11 +185,16 @@ def run(rows: int = 1_000_000, backbones: list[str] | None = None, batch_size: i
     tp = dataclasses.replace(params.train, batch_size=batch_size, patience=epochs + 1)
     device = pick_device(tp.device)
 
+    import tempfile
+    from pathlib import Path
+
     t0 = time.perf_counter()
     spec, df = synthetic_frame(rows)
     enc = Encoders.fit(df, spec)
     train = Tensors.encode(enc, df, device)
     valid = Tensors.encode(enc, df.iloc[:VALID_ROWS], device)
+    scratch = tempfile.TemporaryDirectory(prefix="mtrec-bench-train-")
+    stream = _stream_source(df, spec, enc, tp, window_rows, Path(scratch.name), device)
     prep = time.perf_counter() - t0
     del df
 
@@ -181,31 +202,36 @@ def run(rows: int = 1_000_000, backbones: list[str] | None = None, batch_size: i
     for name in backbones:
         config = params.model.backbone if params.model.backbone["name"] == name else BACKBONE_CONFIGS[name]
         engine_model = _model(enc, spec, config, params, device)
+        stream_model = _model(enc, spec, config, params, device)
         limit = _Limit(_model(enc, spec, config, params, device), train, tp, device)
         loader = _Loader(_model(enc, spec, config, params, device), train, tp, device)
         n_params = sum(p.numel() for p in engine_model.parameters())
-        best = {"engine": 0.0, "limit": 0.0, "loader": 0.0}
-        for _ in range(epochs):  # interleaved epochs: the three paths see the same load on the machine
+        best = {"engine": 0.0, "stream": 0.0, "limit": 0.0, "loader": 0.0}
+        for _ in range(epochs):  # interleaved epochs: the paths see the same load on the machine
             best["engine"] = max(best["engine"], _engine(engine_model, train, valid, tp, device))
+            best["stream"] = max(best["stream"], _engine(stream_model, stream, valid, tp, device))
             best["limit"] = max(best["limit"], limit.epoch())
             best["loader"] = max(best["loader"], loader.epoch())
-        engine, limit, loader = best["engine"], best["limit"], best["loader"]
+        engine, streamed, limit, loader = best["engine"], best["stream"], best["limit"], best["loader"]
         lines.append(f"| {name} | {n_params:,} | {engine:,.0f} | {limit:,.0f} | {engine / limit:.0%} | "
-                     f"{loader:,.0f} | {engine / loader:.1f}x |")
+                     f"{streamed:,.0f} | {streamed / limit:.0%} | {loader:,.0f} | {engine / loader:.1f}x |")
+    scratch.cleanup()
 
     cmd = command or (f"mtrec bench train --rows {rows} --backbones {' '.join(backbones)} "
-                      f"--batch-size {batch_size} --epochs {epochs}")
+                      f"--batch-size {batch_size} --epochs {epochs} --window-rows {window_rows}")
     precision = "bf16 autocast" if device.type == "cuda" else "float32"
     out = [f"`{cmd}` — {today()} — {describe()}", "",
            f"{len(train):,} synthetic rows ({len(enc.categorical)} categorical, {len(enc.numeric)} numeric columns, "
            f"{len(enc.tasks)} tasks), batch {batch_size}, fastest of {epochs} epoch(s) per path, device {device} ({precision}), "
            f"{torch.get_num_threads()} torch threads; data generated and encoded in {prep:.1f} s.", "",
-           "| backbone | parameters | engine samples/s | limit samples/s | engine / limit | DataLoader samples/s | engine / DataLoader |",
-           "|---|---:|---:|---:|---:|---:|---:|", *lines, "",
+           "| backbone | parameters | engine samples/s | limit samples/s | engine / limit | stream samples/s | "
+           "stream / limit | DataLoader samples/s | engine / DataLoader |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|", *lines, "",
            "engine: engine.loop.fit over the encoded tensors (seeded permutation, index gather; valid pass not "
-           "timed). limit: the same model, optimizer and loss stepping over pre-sliced batches (no data path). "
+           f"timed). stream: the same loop over the rows as a day-partitioned split streamed in {window_rows:,}-row "
+           "windows (engine.stream). limit: the same model, optimizer and loss stepping over pre-sliced batches (no data path). "
            "DataLoader: torch DataLoader over a per-row Dataset (shuffle, default collate, num_workers=0). "
-           "Same initial weights for all three; the paths take turns one epoch at a time, fastest epoch shown."]
+           "Same initial weights for all; the paths take turns one epoch at a time, fastest epoch shown."]
     return "\n".join(out)
 
 
@@ -219,10 +245,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backbones", nargs="+", default=list(BACKBONE_CONFIGS))
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--window-rows", type=int, default=262_144)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     command = "python -m benchmarks.train " + " ".join(argv if argv is not None else sys.argv[1:])
-    print(run(args.rows, args.backbones, args.batch_size, args.epochs, command=command.strip()))
+    print(run(args.rows, args.backbones, args.batch_size, args.epochs, command=command.strip(),
+              window_rows=args.window_rows))
     return 0
 
 

@@ -29,6 +29,12 @@ metrics.json (every value a number or null; null with a "note" where a metric is
                          teachers) or EKTM's "original" prediction.
 
 Each metric uses the rows where its labels are present (NaN labels are left out).
+
+The test split is read in streaming batches of BATCH_ROWS rows (core.splits.iter_batches): only
+the row ids, labels, user ids and scores of all rows are held, never the test rows' features, and
+the metrics are computed over those whole arrays, so they are exact. The scores are bit for bit
+those of scoring the split in one frame (StreamScorer). A row group that cannot be read fails the
+step naming its file and index (core.splits.SplitReadError); none is skipped.
 """
 from __future__ import annotations
 
@@ -39,8 +45,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from core import splits
 from core.encoders import Encoders
-from components.train import read_split
 from models.build import load_trained
 from models.multitask import MultiTaskModel, ServingModel
 from core import metrics
@@ -65,16 +71,25 @@ class EvaluateResult:
     rmse: dict[str, float | None]     # regression task -> test RMSE
 
 
+FORWARD_ROWS = 8192  # rows per model forward when scoring
+
+
 @torch.no_grad()
 def score_frame(model: MultiTaskModel | ServingModel, encoders: Encoders, df: pd.DataFrame,
-                batch_size: int = 8192) -> dict[str, np.ndarray]:
+                batch_size: int = FORWARD_ROWS) -> dict[str, np.ndarray]:
     """Encode df and score it: task -> N float64 (probability for binary, value for regression)."""
+    return score_encoded(model, *encoders.transform(df), batch_size=batch_size)
+
+
+@torch.no_grad()
+def score_encoded(model: MultiTaskModel | ServingModel, cat: np.ndarray, num: np.ndarray,
+                  batch_size: int = FORWARD_ROWS) -> dict[str, np.ndarray]:
+    """Score encoded rows (Encoders.transform) with the served function, batch_size rows per forward."""
     serving = model if isinstance(model, ServingModel) else ServingModel(model)
     serving.eval()
     device = next(serving.parameters()).device
-    cat, num = encoders.transform(df)
     parts: list[list[np.ndarray]] = [[] for _ in serving.output_names]
-    for start in range(0, len(df), batch_size):
+    for start in range(0, len(cat), batch_size):
         outs = serving(torch.from_numpy(cat[start:start + batch_size]).to(device),
                        torch.from_numpy(num[start:start + batch_size]).to(device))
         for i, o in enumerate(outs):
@@ -85,15 +100,21 @@ def score_frame(model: MultiTaskModel | ServingModel, encoders: Encoders, df: pd
 
 @torch.no_grad()
 def score_heads(model: MultiTaskModel, encoders: Encoders, df: pd.DataFrame, heads: list[str],
-                batch_size: int = 8192) -> dict[str, dict[str, np.ndarray]]:
+                batch_size: int = FORWARD_ROWS) -> dict[str, dict[str, np.ndarray]]:
     """A transfer method's further prediction sets (CrossDistil's teachers, EKTM's original
     prediction): head -> task -> N float64, sigmoid applied to binary tasks."""
+    return score_heads_encoded(model, *encoders.transform(df), heads, batch_size=batch_size)
+
+
+@torch.no_grad()
+def score_heads_encoded(model: MultiTaskModel, cat: np.ndarray, num: np.ndarray, heads: list[str],
+                        batch_size: int = FORWARD_ROWS) -> dict[str, dict[str, np.ndarray]]:
+    """score_heads of encoded rows (Encoders.transform), batch_size rows per forward."""
     model.eval()
     kinds = dict(model.tasks)
     device = next(model.parameters()).device
-    cat, num = encoders.transform(df)
     parts: dict[str, dict[str, list[np.ndarray]]] = {h: {} for h in heads}
-    for start in range(0, len(df), batch_size):
+    for start in range(0, len(cat), batch_size):
         out = model(torch.from_numpy(cat[start:start + batch_size]).to(device),
                     torch.from_numpy(num[start:start + batch_size]).to(device))
         for h in heads:
@@ -101,6 +122,47 @@ def score_heads(model: MultiTaskModel, encoders: Encoders, df: pd.DataFrame, hea
                 v = v.sigmoid() if kinds[task] == "binary" else v
                 parts[h].setdefault(task, []).append(v.float().cpu().numpy())
     return {h: {t: np.concatenate(p).astype(np.float64) for t, p in tasks.items()} for h, tasks in parts.items()}
+
+
+class StreamScorer:
+    """Scores rows fed in batches of any sizes exactly as score_frame and score_heads score them all
+    at once. A float32 forward rounds differently for different batch shapes (last-bit differences),
+    so every forward takes FORWARD_ROWS rows counted from the first row fed, whatever the batches
+    were: encoded rows wait here (fewer than FORWARD_ROWS) until a forward is full."""
+
+    def __init__(self, model: MultiTaskModel, encoders: Encoders, heads: list[str]):
+        self.model, self.encoders, self.heads = model, encoders, heads
+        self._cat = np.zeros((0, len(encoders.categorical)), dtype=np.int64)     # rows awaiting a forward
+        self._num = np.zeros((0, len(encoders.numeric)), dtype=np.float32)
+        self._scores: dict[str, list[np.ndarray]] = {}
+        self._head_scores: dict[str, dict[str, list[np.ndarray]]] = {h: {} for h in heads}
+
+    def add(self, batch: pd.DataFrame) -> None:
+        cat, num = self.encoders.transform(batch)
+        cat, num = np.concatenate([self._cat, cat]), np.concatenate([self._num, num])
+        full = len(cat) - len(cat) % FORWARD_ROWS
+        self._score(cat[:full], num[:full])
+        self._cat, self._num = cat[full:], num[full:]
+
+    def finish(self) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
+        """(scores as score_frame gives them, head scores as score_heads gives them) of every row fed."""
+        self._score(self._cat, self._num)
+        self._cat, self._num = self._cat[:0], self._num[:0]
+        scores = {name: np.concatenate(parts) for name, parts in self._scores.items()}
+        head_scores = {h: {t: np.concatenate(parts) for t, parts in per_task.items()}
+                       for h, per_task in self._head_scores.items()}
+        return scores, head_scores
+
+    def _score(self, cat: np.ndarray, num: np.ndarray) -> None:
+        if not len(cat):
+            return
+        for name, score in score_encoded(self.model, cat, num, batch_size=FORWARD_ROWS).items():
+            self._scores.setdefault(name, []).append(score)
+        if self.heads:
+            for head, per_task in score_heads_encoded(self.model, cat, num, self.heads,
+                                                      batch_size=FORWARD_ROWS).items():
+                for task, score in per_task.items():
+                    self._head_scores[head].setdefault(task, []).append(score)
 
 
 CONSISTENCY_MAX_LEVELS = 64  # distinct reference values the consistency ratio accepts (ratings: 5)
@@ -187,10 +249,64 @@ def consistency_metrics(spec: DatasetSpec, labels: pd.DataFrame, scores: dict[st
     return out
 
 
+BATCH_ROWS = 65536  # test rows decoded, encoded and scored at a time (core.splits.iter_batches)
+
+
+@dataclass(frozen=True)
+class ScoredSplit:
+    """What evaluate keeps of every test row, in the split's row order: O(rows) arrays, never the
+    rows' features."""
+
+    row_id: np.ndarray
+    labels: dict[str, np.ndarray]                   # task -> float64 label (NaN: not labelled)
+    users: np.ndarray | None                        # the spec user key; None when the split has no such column
+    scores: dict[str, np.ndarray]                   # served output -> float64 score (score_frame)
+    head_scores: dict[str, dict[str, np.ndarray]]   # head -> task -> float64 score (score_heads)
+
+
+def score_split(split_dir: Path, spec: DatasetSpec, model: MultiTaskModel, encoders: Encoders,
+                heads: list[str]) -> ScoredSplit:
+    """Stream the split in BATCH_ROWS batches: check each batch's labels, score it, keep the row
+    ids, labels, users and scores. The scores are bit for bit those of scoring the whole split at
+    once (StreamScorer). A row group that cannot be read fails naming its file and index
+    (core.splits.SplitReadError)."""
+    row_ids: list[np.ndarray] = []
+    users: list[np.ndarray] | None = None
+    labels: dict[str, list[np.ndarray]] = {t: [] for t in spec.task_names}
+    scorer = StreamScorer(model, encoders, heads)
+    for batch in splits.iter_batches(split_dir, batch_rows=BATCH_ROWS):
+        missing = [t for t in spec.task_names if t not in batch.columns]
+        if missing:
+            raise ValueError(f"{split_dir}: label columns {missing} are missing")
+        has_users = spec.user_key in batch.columns
+        if not row_ids:
+            users = [] if has_users else None
+        elif has_users != (users is not None):
+            # gAUC over only some of the rows would be a different metric: the files must agree
+            raise ValueError(f"{split_dir}: the user column {spec.user_key!r} is in some files of the test "
+                             "split and not in others")
+        row_ids.append(batch[ROW_ID].to_numpy())
+        if users is not None:
+            users.append(batch[spec.user_key].to_numpy())
+        for task in spec.task_names:
+            labels[task].append(batch[task].to_numpy(dtype=np.float64))
+        scorer.add(batch)
+    if sum(len(r) for r in row_ids) == 0:
+        raise ValueError(f"{split_dir}: the test split has 0 rows; nothing to score on")
+    scores, head_scores = scorer.finish()
+    return ScoredSplit(row_id=np.concatenate(row_ids),
+                       labels={t: np.concatenate(v) for t, v in labels.items()},
+                       users=None if users is None else np.concatenate(users),
+                       scores=scores, head_scores=head_scores)
+
+
 def run(ctx: RunContext) -> EvaluateResult:
-    """Score split('test'); write predictions.parquet and metrics.json; say what they hold."""
+    """Score split('test') in streaming batches; write predictions.parquet and metrics.json (computed
+    over every test row at once, so exact); say what they hold."""
     run_files, spec, params = ctx.run_files, ctx.spec, ctx.params
-    test = read_split(run_files, "test", spec, allow_nan_labels=True)
+    test_dir = Path(run_files.split("test"))
+    if not splits.split_files(test_dir):
+        raise FileNotFoundError(f"test split not found: no day partitions under {test_dir} (run make_dataset first)")
     encoders = Encoders.load(run_files.encoders)
     # The hash of the weights these predictions came from: the gate refuses to judge a model.pt
     # that a later train replaced (core.blessing).
@@ -199,29 +315,30 @@ def run(ctx: RunContext) -> EvaluateResult:
     if [n for n, _ in model.tasks] != list(spec.task_names):
         raise ValueError(f"{run_files.model_config}: model tasks {[n for n, _ in model.tasks]} differ from "
                          f"the {spec.name} spec tasks {list(spec.task_names)}")
-    scores = score_frame(model, encoders, test)
+    heads = list(getattr(model.transfer, "evaluated_heads", ()))
+    test = score_split(test_dir, spec, model, encoders, heads)
+    scores = test.scores
 
-    preds = pd.DataFrame({ROW_ID: test[ROW_ID].to_numpy()})
+    preds = pd.DataFrame({ROW_ID: test.row_id})
     for name in spec.task_names:
-        preds[name] = test[name].to_numpy(dtype=np.float64)
+        preds[name] = test.labels[name]
     for name in spec.task_names:
         preds[f"score_{name}"] = scores[name]
     with atomic_path(run_files.predictions) as tmp:
         preds.to_parquet(tmp, index=False)
 
-    users = test[spec.user_key].to_numpy() if spec.user_key in test.columns else None
-    result: dict = {"n_test": int(len(test)), "model_sha256": model_sha256,
+    users = test.users
+    result: dict = {"n_test": int(len(test.row_id)), "model_sha256": model_sha256,
                     "tasks": {t.name: task_metrics(t.type, preds[t.name].to_numpy(), scores[t.name],
                                                    users if t.is_binary else None) for t in spec.tasks}}
     pairs = multi_auc_pairs(spec, model)
     for task, partner in pairs:
         result["tasks"][task].setdefault("multi_auc", {})[partner] = multi_auc_of(
             preds[task].to_numpy(), preds[partner].to_numpy(), scores[task])
-    heads = list(getattr(model.transfer, "evaluated_heads", ()))
     if heads:
         kinds = {t.name: t.type for t in spec.tasks}
         result["heads"] = {}
-        for head, head_scores in score_heads(model, encoders, test, heads).items():
+        for head, head_scores in test.head_scores.items():
             result["heads"][head] = {task: task_metrics(kinds[task], preds[task].to_numpy(), score)
                                      for task, score in head_scores.items()}
             for task, partner in pairs:

@@ -87,11 +87,12 @@ def batch_builder(cardinalities: Sequence[int], n_numeric: int,
 
 
 def export_onnx(module, example_categorical: np.ndarray, example_numeric: np.ndarray, path: Path,
-                output_names: Sequence[str], opset: int) -> Path:
+                output_names: Sequence[str], opset: int, metadata: dict[str, str] | None = None) -> Path:
     """Export module(categorical int64 [B, Fc], numeric float32 [B, Fn]) -> tuple of [B] tensors.
 
     Inputs are named "categorical"/"numeric", outputs `output_names` (one per task); the batch
-    axis is dynamic. Written atomically as one file (weights inline, so its sha256 covers them).
+    axis is dynamic. `metadata` goes into the model's metadata_props (the encoding rules its
+    inputs follow). Written atomically as one file (weights inline, so its sha256 covers them).
     """
     import onnx
     import torch
@@ -119,10 +120,24 @@ def export_onnx(module, example_categorical: np.ndarray, example_numeric: np.nda
     for inp in proto.graph.input:
         if not inp.type.tensor_type.shape.dim[0].dim_param:
             raise ExportError(f"input {inp.name!r} has a fixed batch dim; the export lost the dynamic axis")
+    for key, value in (metadata or {}).items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
     path = Path(path)
     with atomic_path(path) as tmp:
         onnx.save_model(proto, str(tmp))
     return path
+
+
+def encoding_metadata(encoders_path: Path, enc) -> dict[str, str]:
+    """What a serving system needs to build this model's inputs: the encoders.json it was trained
+    with (sha256) and its vocabulary rules (hash buckets for ids outside the vocabulary)."""
+    import json
+
+    return {"mtrec.encoders_sha256": sha256_file(encoders_path),
+            "mtrec.vocab_rules": json.dumps(enc.rules.to_json(), sort_keys=True),
+            "mtrec.categorical": json.dumps(list(enc.categorical)),
+            "mtrec.cardinalities": json.dumps(enc.cardinalities)}
 
 
 def check_parity(module, onnx_path: Path, make_batch: BatchBuilder, batch_sizes: Sequence[int],
@@ -221,7 +236,8 @@ def run(ctx: RunContext) -> ExportResult:
     opts = params.export
     try:
         module = load_serving_module(run_files)
-        onnx_path = export_onnx(module, *make_batch(EXAMPLE_BATCH), run_files.onnx, tasks, opts.opset)
+        onnx_path = export_onnx(module, *make_batch(EXAMPLE_BATCH), run_files.onnx, tasks, opts.opset,
+                                metadata=encoding_metadata(run_files.encoders, enc))
         parity = check_parity(module, onnx_path, make_batch, opts.parity_batch_sizes, opts.parity_atol, tasks)
         latency_opts = {"batch_sizes": tuple(opts.latency_batch_sizes), "repeats": int(opts.latency_repeats),
                         "warmup": int(opts.latency_warmup)}

@@ -58,6 +58,18 @@ class TrainParams:
     max_epochs: int = 15
     patience: int = 2
     grad_clip_norm: float = 5.0
+    # Vocabulary rules for every categorical feature (core.encoders.VocabRules, checked there):
+    # a value needs vocab_min_count train rows for its own index, at most vocab_max_size values
+    # are kept (the most frequent; 0 = no bound), and the rest hash into oov_buckets shared
+    # indices (0 = they all take the unknown index).
+    vocab_min_count: int = 1
+    vocab_max_size: int = 0
+    oov_buckets: int = 0
+    # A split of more rows than this streams (engine.stream): read a window of this many rows at a
+    # time, shuffled within the window; a smaller split is held whole and shuffled whole.
+    shuffle_window_rows: int = 1_000_000
+    # Save the resumable state every this many steps inside an epoch too (0: at epoch ends only).
+    checkpoint_every_steps: int = 0
 
 
 @with_config(_STRICT_KEYS)
@@ -466,7 +478,9 @@ def _check(p: Params, where: str) -> None:
     t = p.train
     for key, value, low in (("batch_size", t.batch_size, 1), ("max_epochs", t.max_epochs, 1),
                             ("patience", t.patience, 0), ("learning_rate", t.learning_rate, 0.0),
-                            ("weight_decay", t.weight_decay, 0.0), ("grad_clip_norm", t.grad_clip_norm, 0.0)):
+                            ("weight_decay", t.weight_decay, 0.0), ("grad_clip_norm", t.grad_clip_norm, 0.0),
+                            ("shuffle_window_rows", t.shuffle_window_rows, 1),
+                            ("checkpoint_every_steps", t.checkpoint_every_steps, 0)):
         if value < low:
             raise ConfigError(f"{where}: train.{key} must be >= {low}, got {value!r}")
     if p.features.join_chunk_rows < 1:

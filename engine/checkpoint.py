@@ -26,7 +26,7 @@ from core.splits import split_sha256
 
 log = logging.getLogger("mtrec.train")
 
-STATE_VERSION = 2               # 2: + the transfer sampler's generator and aux optimizer
+STATE_VERSION = 3               # 2: + the transfer sampler's generator and aux optimizer; 3: + mid-epoch step
 
 
 def fingerprint(run_files: RunFiles, tp: TrainParams, model_config: dict, world_size: int = 1,
@@ -69,6 +69,11 @@ class Record:
     best_loss: float = math.inf
     best_epoch: int = 0
     history: list[dict] = field(default_factory=list)
+    # inside epoch `epoch + 1`: steps done, the generator state its batch order was drawn from and
+    # the summed loss so far (step 0: at an epoch boundary)
+    step: int = 0
+    epoch_generator: torch.Tensor | None = None
+    epoch_loss: torch.Tensor | None = None
 
 
 @dataclass
@@ -83,9 +88,13 @@ class Trainee:
     device: torch.device
 
 
-def snapshot(t: Trainee, record: Record, fp: str) -> dict:
-    """The train_state.pt content after record.epoch epochs."""
+def snapshot(t: Trainee, record: Record, fp: str,
+             in_epoch: tuple[int, torch.Tensor, torch.Tensor] | None = None) -> dict:
+    """The train_state.pt content after record.epoch epochs, and, with in_epoch = (steps done,
+    generator state at the epoch's start, summed loss so far), that many steps into the next."""
+    step, epoch_generator, epoch_loss = in_epoch or (0, None, None)
     return {
+        "step": step, "epoch_generator": epoch_generator, "epoch_loss": epoch_loss,
         "version": STATE_VERSION, "fingerprint": fp, "epoch": record.epoch, "stopped": record.stopped,
         "model": t.model.state_dict(), "optimizer": t.optimizer.state_dict(), "generator": t.generator.get_state(),
         "sample_generator": t.sample_generator.get_state(),
@@ -109,4 +118,5 @@ def resume(t: Trainee, state: dict) -> Record:
         torch.cuda.set_rng_state(state["cuda_rng"][0], t.device)
     return Record(epoch=int(state["epoch"]), stopped=bool(state["stopped"]), best_state=state["best_state"],
                   best_loss=float(state["best_loss"]), best_epoch=int(state["best_epoch"]),
-                  history=list(state["history"]))
+                  history=list(state["history"]), step=int(state.get("step") or 0),
+                  epoch_generator=state.get("epoch_generator"), epoch_loss=state.get("epoch_loss"))

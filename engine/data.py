@@ -1,6 +1,7 @@
-"""The data path: the whole encoded split lives on the device as tensors, and each epoch draws a
-permutation from a seeded torch.Generator and slices index batches from it (no per-row
-Dataset/DataLoader: at these row widths Python per-row overhead would dominate)."""
+"""Encoded rows as tensors, and the batch order of a split held whole: the encoded split lives on
+the device, and each epoch draws a permutation from a seeded torch.Generator and slices index
+batches from it (no per-row Dataset/DataLoader: at these row widths Python per-row overhead would
+dominate). A split bigger than train.shuffle_window_rows streams instead (engine.stream)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -2,8 +2,10 @@
 (nccl on CUDA, gloo on CPU) and the few collectives the loop needs. Without torchrun (WORLD_SIZE
 unset or 1) the group is rank 0 of 1 and every helper here is a no-op.
 
-Every rank holds the encoded split and draws the same permutation; each global batch of
-train.batch_size rows is cut into WORLD_SIZE contiguous parts, one per rank (engine.data.shard).
+A split held whole (engine.stream.InMemory): every rank holds it and draws the same permutation;
+each global batch of train.batch_size rows is cut into WORLD_SIZE contiguous parts, one per rank
+(engine.data.shard). A streamed split (engine.stream.Streaming): each rank reads a disjoint share
+of the row groups and takes its share of each global batch from its own window.
 Each rank's loss is its rows' summed loss x WORLD_SIZE / global batch rows, so DDP's gradient
 average equals the single-process gradient of the global batch mean.
 """

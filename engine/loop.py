@@ -9,8 +9,11 @@ same with and without them) and a second parameter set updated in a second step 
 valid loss is always the served predictions' plain loss, so early stopping selects what ships.
 On CPU a run is bitwise reproducible for a seed; on CUDA the forward runs under bf16 autocast.
 
-After every epoch the resumable state goes to state_path (engine.checkpoint); data parallel when
-a process group is initialised (engine.distributed).
+After every epoch, and every train.checkpoint_every_steps steps inside one, the resumable state
+goes to state_path (engine.checkpoint): a run killed mid-epoch resumes at the step after the last
+save, with the epoch's batch order, running loss and generators as they were, so on CPU it ends
+with the weights of an uninterrupted run, bitwise. Data parallel when a process group is
+initialised (engine.distributed).
 """
 from __future__ import annotations
 
@@ -25,8 +28,9 @@ import torch
 
 from core.config import TrainParams
 from engine.checkpoint import Record, Trainee, load_state, resume, save_state, snapshot
-from engine.data import Tensors, epoch_batches, eval_batches, shard
+from engine.data import Tensors
 from engine.distributed import Group, all_reduce_, reduce_sums, wrap
+from engine.stream import InMemory, Streaming
 from engine.losses import objective, task_losses
 from engine.progress import Progress
 from models.multitask import MultiTaskModel
@@ -46,25 +50,34 @@ class FitOutcome:
     world_size: int = 1
 
 
+Source = InMemory | Streaming
+
+
 @torch.no_grad()
-def valid_loss(model: MultiTaskModel, data: Tensors, autocast: bool, group: Group | None = None) -> dict[str, float]:
+def valid_loss(model: MultiTaskModel, data: Tensors | Source, autocast: bool,
+               group: Group | None = None) -> dict[str, float]:
     """Mean loss per task over the whole split (batched so memory stays bounded). With a group of
-    several processes, each sums its shard of rows and the sums are all-reduced; every rank takes
+    several processes, each sums its share of rows and the sums are all-reduced; every rank takes
     rank 0's figures, so early stopping agrees everywhere."""
     model.eval()
     group = group or Group()
+    source = InMemory(data, EVAL_BATCH, group) if isinstance(data, Tensors) else data
     sums = {name: 0.0 for name, _ in model.tasks}
-    for idx in eval_batches(len(data), EVAL_BATCH, data.device, group):
-        with torch.autocast(data.device.type, dtype=torch.bfloat16, enabled=autocast):
-            out = model(data.categorical[idx], data.numeric[idx])
-        losses = task_losses(out, data.labels_at(idx), model.tasks, "sum")
-        for name, value in losses.items():
-            sums[name] += float(value)
-    sums = reduce_sums(sums, data.device, group)
-    return {name: s / len(data) for name, s in sums.items()}
+    device = None
+    for window, rows in source.eval_windows():
+        device = window.device
+        for idx in rows.split(EVAL_BATCH):
+            with torch.autocast(window.device.type, dtype=torch.bfloat16, enabled=autocast):
+                out = model(window.categorical[idx], window.numeric[idx])
+            losses = task_losses(out, window.labels_at(idx), model.tasks, "sum")
+            for name, value in losses.items():
+                sums[name] += float(value)
+    sums = reduce_sums(sums, device or next(model.parameters()).device, group)
+    return {name: s / len(source) for name, s in sums.items()}
 
 
-def fit(model: MultiTaskModel, train: Tensors, valid: Tensors, tp: TrainParams, device: torch.device, *,
+def fit(model: MultiTaskModel, train: Tensors | Source, valid: Tensors | Source, tp: TrainParams,
+        device: torch.device, *,
         state_path: Path | None = None, fingerprint: str = "",
         on_epoch_end: Callable[[dict], None] | None = None) -> tuple[dict[str, torch.Tensor], list[dict], int, float]:
     """Train in place; return (best state_dict on CPU, per-epoch log, best epoch, best valid loss).
@@ -78,11 +91,18 @@ def fit(model: MultiTaskModel, train: Tensors, valid: Tensors, tp: TrainParams, 
     return out.best_state, out.history, out.best_epoch, out.best_loss
 
 
-def fit_outcome(model: MultiTaskModel, train: Tensors, valid: Tensors, tp: TrainParams, device: torch.device, *,
-                state_path: Path | None = None, fingerprint: str = "",
-                on_epoch_end: Callable[[dict], None] | None = None) -> FitOutcome:
-    """fit(), returning a FitOutcome (it also says whether the run resumed and how many processes ran)."""
+def fit_outcome(model: MultiTaskModel, train: Tensors | Source, valid: Tensors | Source, tp: TrainParams,
+                device: torch.device, *, state_path: Path | None = None, fingerprint: str = "",
+                on_epoch_end: Callable[[dict], None] | None = None,
+                on_step_saved: Callable[[int, int], None] | None = None) -> FitOutcome:
+    """fit(), returning a FitOutcome (it also says whether the run resumed and how many processes ran).
+    train / valid: encoded splits (Tensors, held whole) or batch sources (engine.stream).
+    on_step_saved(epoch, step) runs after each mid-epoch save (raising from it interrupts the run)."""
     group = Group.current()
+    if isinstance(train, Tensors):
+        train = InMemory(train, tp.batch_size, group)
+    if isinstance(valid, Tensors):
+        valid = InMemory(valid, EVAL_BATCH, group)
     gen = torch.Generator().manual_seed(tp.seed)
     # A transfer method's own sampled rows (CrossDistil's bootstrap quadruplets) come from their own
     # generator, so the batch order is the same with and without them.
@@ -101,8 +121,10 @@ def fit_outcome(model: MultiTaskModel, train: Tensors, valid: Tensors, tp: Train
     record = resume(trainee, saved) if saved is not None else Record()
     done = record.epoch
     if saved is not None and group.rank == 0:
-        log.info("resuming from %s after epoch %d (best epoch %d, valid loss %.5f)%s", state_path, done,
+        log.info("resuming from %s after epoch %d%s (best epoch %d, valid loss %.5f)%s", state_path, done,
+                 f" and step {record.step} of epoch {done + 1}" if record.step else "",
                  record.best_epoch, record.best_loss, "; it had already stopped early" if record.stopped else "")
+    every = max(int(tp.checkpoint_every_steps), 0)
     # Ω is outside the model loss: DDP leaves it alone, its gradients are all-reduced in aux_step
     net = wrap(model, device, group, ignored=aux_params)
     clip = tp.grad_clip_norm and tp.grad_clip_norm > 0
@@ -114,21 +136,32 @@ def fit_outcome(model: MultiTaskModel, train: Tensors, valid: Tensors, tp: Train
             progress.start(epoch)
             t0 = time.perf_counter()
             total = torch.zeros((), device=device)  # summed on device: one sync per epoch, not per batch
-            for batch in epoch_batches(len(train), tp.batch_size, gen, device):
-                idx = shard(batch, group)
+            # the batch order of the epoch is drawn from gen at its start: a mid-epoch resume draws it again
+            epoch_gen = gen.get_state()
+            skip = 0
+            if record.step:   # resuming inside this epoch
+                gen.set_state(record.epoch_generator)
+                epoch_gen, skip = record.epoch_generator, record.step
+                total += record.epoch_loss.to(device)
+                record.step, record.epoch_generator, record.epoch_loss = 0, None, None
+            step = skip
+            for b in train.epoch(epoch, gen, skip):
+                window, idx = b.window, b.idx
                 rows = idx
-                extra = sample_rows(train.labels, sample_gen) if sample_rows is not None else None
+                # a transfer method's sampled rows come from the rows in memory: the whole split, or
+                # the shuffle window when streaming (every rank the same rows when held whole)
+                extra = sample_rows(window.labels, sample_gen) if sample_rows is not None else None
                 if extra is not None:  # every rank scores the same sampled rows (see the transfer docstrings)
                     rows = torch.cat([idx, extra.to(device)])
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                    out = net(train.categorical[rows], train.numeric[rows])
-                labels = train.labels_at(rows)
+                    out = net(window.categorical[rows], window.numeric[rows])
+                labels = window.labels_at(rows)
                 if group.size == 1:
                     loss = sum(objective(model, out, labels, len(idx)).values())
                     loss_sum = loss.detach() * len(idx)
                 else:  # DDP averages gradients over ranks: scale so the average is the global-batch mean
                     loss_sum = sum(objective(model, out, labels, len(idx), "sum").values())
-                    loss = loss_sum * (group.size / len(batch))
+                    loss = loss_sum * (group.size / b.global_rows)
                     loss_sum = loss_sum.detach()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -136,9 +169,17 @@ def fit_outcome(model: MultiTaskModel, train: Tensors, valid: Tensors, tp: Train
                     torch.nn.utils.clip_grad_norm_(model.parameters(), tp.grad_clip_norm)
                 opt.step()
                 if aux_opt is not None:
-                    aux_step(model, aux_opt, train, idx, len(batch), autocast, group)
+                    aux_step(model, aux_opt, window, idx, b.global_rows, autocast, group)
                 total += loss_sum
-                progress.step(len(batch), len(idx), total)
+                progress.step(b.global_rows, len(idx), total)
+                step += 1
+                if every and step % every == 0 and state_path is not None:
+                    if group.rank == 0:
+                        save_state(state_path, snapshot(trainee, record, fingerprint,
+                                                        in_epoch=(step, epoch_gen, total.detach().cpu())))
+                        log.info("saved %s at epoch %d step %d", state_path.name, epoch, step)
+                    if on_step_saved is not None:
+                        on_step_saved(epoch, step)
             all_reduce_(total, group)
             train_loss = float(total) / len(train)
             seconds = time.perf_counter() - t0

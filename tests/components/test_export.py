@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 from core.context import RunContext
+import json
+
 import numpy as np
 import onnx
 import pandas as pd
@@ -185,6 +187,11 @@ def test_run_exports_blessed_and_scores_like_torch(tmp_path, monkeypatch):
     assert report["parity"]["rows"] == "test split"
     assert set(report["parity"]["max_abs_diff"]) == {"1", "7", "4096"}  # 4096 > 300 rows: tiled
     assert report["outputs"] == ["like", "love", "rating"] and report["opset"] == 18
+    import onnx   # the graph names the encoding its inputs follow: encoders.json's hash and vocabulary rules
+    meta = {p.key: p.value for p in onnx.load(str(rf.onnx)).metadata_props}
+    assert meta["mtrec.encoders_sha256"] == sha256_file(rf.encoders)
+    assert json.loads(meta["mtrec.vocab_rules"])["oov_buckets"] == enc.rules.oov_buckets
+    assert json.loads(meta["mtrec.cardinalities"]) == enc.cardinalities
     # Serving metrics: p50/p99 per engine at batch 1 and 1024, next to each other.
     lat = report["latency"]
     assert set(lat) == {"onnxruntime", "torch_eager"}

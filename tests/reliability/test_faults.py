@@ -104,6 +104,73 @@ def test_kill_9_mid_epoch_then_rerun_resumes_to_the_same_weights(ws, case):
     c.quarantine, c.champion = "n/a", "n/a (train only)"
 
 
+STREAM_SETS = ["run.model_name=kill9stream", "train.max_epochs=2", "train.patience=9", "train.batch_size=16",
+               "train.shuffle_window_rows=2000", "train.checkpoint_every_steps=40"]
+
+
+@pytest.mark.case("fault", "kill -9 of streamed training between two in-epoch saves, then rerun",
+                  "SIGKILL to `python -m mtrec train` (split streamed in 2,000-row windows, train_state.pt saved "
+                  "every 40 steps) right after a save in epoch 2",
+                  "the rerun resumes at that step of epoch 2 and ends with weights bitwise identical to an "
+                  "uninterrupted run; no model.pt before that")
+def test_kill_9_of_streamed_training_resumes_at_the_last_step_saved(ws, case):
+    """The split is bigger than the shuffle window, so it streams; train_state.pt is written every
+    40 steps. `python -m mtrec train` is SIGKILLed just after a save inside epoch 2; the rerun
+    resumes at that step (the epoch's order is a function of seed and epoch, the running loss
+    and generators are in the state) and ends with the weights of an uninterrupted run."""
+    from components import train
+    from mtrec.run_conf import parse_set
+    from core.config import load_params
+    from core.layout import RunFiles
+    from core.spec import load_spec
+
+    c = case()
+    run_dir = ws.run_dir(D0, "kill9stream")
+    shutil.copytree(ws.run_dir(D0) / "dataset", run_dir / "dataset")
+    cmd = [sys.executable, "-m", "mtrec", "train", "--dataset", "ml100k", "--date", D0]
+    for item in STREAM_SETS:
+        cmd += ["--set", item]
+    log = open(ws.scenario.logs / "kill9stream.log", "w")
+    proc = subprocess.Popen(cmd, cwd=REPO, env=child_env(ws.home), stdout=log, stderr=subprocess.PIPE, text=True)
+    state = run_dir / train.STATE_FILE
+    try:
+        for line in proc.stderr:
+            log.write(line)
+            if "saved train_state.pt at epoch 2 step" in line:
+                break
+        assert proc.poll() is None, "training ended before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.write(proc.stderr.read() if proc.stderr else "")
+        log.close()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (run_dir / "model.pt").exists()
+    saved = torch.load(state, map_location="cpu", weights_only=True)
+    assert saved["epoch"] == 1 and saved["step"] >= 40, "not killed inside epoch 2"
+
+    rerun = subprocess.run(cmd, cwd=REPO, env=child_env(ws.home), capture_output=True, text=True, timeout=300)
+    (ws.scenario.logs / "kill9stream-rerun.log").write_text(rerun.stderr)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"and step {saved['step']} of epoch 2" in rerun.stderr and not state.exists()
+
+    whole = RunFiles(ws.run_dir(D0, "kill9stream-whole"))
+    shutil.copytree(run_dir / "dataset", whole.dataset_dir)
+    params = load_params(overrides={"dataset": "ml100k", "date": D0, **parse_set(STREAM_SETS)})
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the subprocesses (OMP_NUM_THREADS=1): bitwise equality needs the same reductions
+    try:
+        train.run(RunContext.of(params, load_spec("ml100k"), whole))
+    finally:
+        torch.set_num_threads(threads)
+    assert same_weights(run_dir / "model.pt", whole.checkpoint), "resumed weights differ from an uninterrupted run"
+    c.error = f"none: SIGKILL, exit -9; rerun resumed at epoch 2 step {saved['step']}"
+    c.stopped = f"killed in epoch 2 after step {saved['step']}; rerun resumed there"
+    c.quarantine, c.champion = "n/a", "n/a (train only)"
+
+
 # ----------------------------------------------------------------------------- export -> promote crash
 
 def _promote_killed_at_flip(date: str) -> None:
@@ -260,6 +327,11 @@ def _mount_tmpfs_works(probe: Path) -> bool:
     return done.returncode == 0 and not os.environ.get("MTREC_RELIABILITY_NO_TMPFS")
 
 
+def _files(folder: Path) -> dict[str, str]:
+    """{path relative to folder: sha256} of every file under folder (a split is day directories)."""
+    return {p.relative_to(folder).as_posix(): sha256(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 @pytest.mark.case("fault", "full disk on artifact write",
                   "the train step's run dir on a tmpfs with room for the dataset only (or RLIMIT_FSIZE below "
                   "train_state.pt's size where no tmpfs can be mounted)",
@@ -276,7 +348,7 @@ def test_full_disk_under_an_artifact_write(ws, case, tmp_path):
     out = run_steps(["features", "validate", "materialize", "dataset"], D1)
     assert out.failed is None, out.message
     run_dir = ws.run_dir(D1)
-    dataset = {p.name: sha256(p) for p in (run_dir / "dataset").iterdir()}
+    dataset = _files(run_dir / "dataset")
     before = ws.registry_state()
     steps, params = ["train"], form(overrides={"train.max_epochs": 2})
     if _mount_tmpfs_works(tmp_path / "probe"):
@@ -311,6 +383,6 @@ def test_full_disk_under_an_artifact_write(ws, case, tmp_path):
     assert not [n for n in visible if Path(n).name.startswith(".")], f"temp files left: {visible}"
     assert {f"dataset/{n}" for n in dataset} <= visible
     if (run_dir / "dataset").is_dir():  # RLIMIT mode: the same directory, checked from here too
-        assert {p.name: sha256(p) for p in (run_dir / "dataset").iterdir()} == dataset
+        assert _files(run_dir / "dataset") == dataset
     assert ws.registry_state() == before
     c.quarantine, c.champion = "n/a", "unchanged (bytes)"
