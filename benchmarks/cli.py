@@ -46,6 +46,13 @@ def register(sub) -> None:
     metrics_b.add_argument("--rows", type=int, default=10_000_000)
     metrics_b.add_argument("--users", type=int, default=100_000)
     metrics_b.add_argument("--seed", type=int, default=0)
+    ddp = bench_sub.add_parser("ddp", help="the train step in 1 and N processes (torchrun) on a size that "
+                                           "`bench scale --keep-work` left: per-rank peak RSS")
+    ddp.add_argument("--home", type=Path, required=True, help="the size's MTREC_HOME under artifacts/bench/scale")
+    ddp.add_argument("--rows-per-day", type=int, required=True)
+    ddp.add_argument("--days", type=int, default=8)
+    ddp.add_argument("--nproc", type=int, nargs="+", default=[1, 2])
+    ddp.add_argument("--set", action="append", metavar="KEY=VALUE")
     scale = bench_sub.add_parser("scale", help="every step from fetch to evaluate at growing synthetic sizes, each in "
                                                "its own process: wall s and peak RSS; resumable; writes docs/BENCHMARKS.md")
     scale.add_argument("--rows-per-day", type=int, nargs="+", default=[125_000, 500_000, 2_000_000],
@@ -89,6 +96,10 @@ def run(args: argparse.Namespace, command: str) -> int:
         from benchmarks import train
 
         print(train.run(args.rows, _backbones(args), args.batch_size, args.epochs, command, args.window_rows))
+    elif args.bench == "ddp":
+        from benchmarks import ddp
+
+        print(ddp.run(args.home, args.rows_per_day, args.days, args.nproc, parse_set(args.set), command))
     elif args.bench == "scale":
         from benchmarks import scale
 

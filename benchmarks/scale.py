@@ -122,11 +122,13 @@ def _step_result(stdout: str) -> dict | None:
     return out if isinstance(out, dict) else None
 
 
-def measure_step(step: str, home: Path, rows_per_day: int, days: int, date: str, overrides: dict) -> dict:
+def measure_step(step: str, home: Path, rows_per_day: int, days: int, date: str, overrides: dict,
+                 launcher: list[str] | None = None) -> dict:
     """Run `python -m mtrec <step>` in a fresh process with MTREC_HOME=home: exit code, wall
     seconds, the step's own seconds (run_step's step_seconds) and peak RSS (GiB) of the process
-    and its children. Ctrl-C kills the child and propagates: nothing is recorded for that step."""
-    cmd = [sys.executable, "-m", "mtrec", step, "--dataset", "synthetic", "--date", date]
+    and its children (the largest single one: under a launcher such as torchrun, the biggest
+    rank). Ctrl-C kills the child and propagates: nothing is recorded for that step."""
+    cmd = [sys.executable, *(launcher or []), "-m", "mtrec", step, "--dataset", "synthetic", "--date", date]
     for key, value in overrides.items():
         cmd += ["--set", f"{key}={json.dumps(value)}"]
     env = {**os.environ, "MTREC_HOME": str(home), ENV_ROWS: str(rows_per_day), ENV_DAYS: str(days)}
