@@ -21,8 +21,13 @@ the schema the spec asks for, LEDGER_VERSION), its row count, per binary task it
 and its row-id range. A later run hashes the file and trusts it when the record names the same
 bytes and the same fingerprint; a file whose bytes changed, or a changed spec or suite, is
 checked again. Files not in the ledger are read one partition at a time and checked in batches
-of whole partitions up to BATCH_ROWS rows (a GX checkpoint run costs ~0.1 s whatever its size),
-so memory is bounded by max(one partition, BATCH_ROWS rows): the window is never concatenated.
+of whole partitions up to BATCH_ROWS rows (a GX checkpoint run costs ~0.1 s whatever its size).
+A partition of more than PIECE_ROWS rows is read and checked on its own, PIECE_ROWS rows at a
+time: the suite's row-level expectations run on each piece (one failure per file, column and
+expectation, its count summed over the pieces), its ledger stats are summed over the pieces, and
+row-id uniqueness, which needs the whole partition, is checked exactly over its row-id column alone
+(8 bytes a row). So memory is bounded by max(BATCH_ROWS, PIECE_ROWS) rows of events plus one
+partition's row ids, whatever the size of a day: the window is never concatenated, nor is a day.
 Layer 4 always runs, for the run day only: its trailing days' row counts and positive rates come
 from the ledger records (no partition is read again), and the run day's task columns are read
 for the GX suite. A failing file never gets a record (nor does any file of a failing day), and
@@ -49,6 +54,7 @@ import os
 import statistics
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import BinaryIO
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -73,6 +79,12 @@ PANDAS_INDEX = "__index_level_"  # pandas' stored index columns are not data: no
 LEDGER = "_validated.json"       # core/versioning.py UNVERSIONED names it too
 LEDGER_VERSION = 1               # bump when a check made here, outside GX (schema_failures, ...), changes
 BATCH_ROWS = 100_000             # partitions checked together in one GX run, up to this many rows
+PIECE_ROWS = 100_000             # a partition with more rows is read and checked this many rows at a time
+PIECES_SUITE = "raw_events_pieces"  # raw_events' row-level expectations, run on pieces of a big partition
+# raw_events expectations that judge each row alone: run on pieces, their counts add up per file.
+ROW_LEVEL = frozenset({"expect_column_values_to_not_be_null", "expect_column_values_to_be_in_set",
+                       "expect_column_values_to_be_between", "expect_column_pair_values_to_be_equal"})
+UNIQUE = "expect_column_values_to_be_unique"  # needs the whole partition: checked by _repeated_values
 PASS = "pass"
 
 
@@ -130,22 +142,28 @@ def run(ctx: RunContext) -> ValidationResult:
 
 def _check_partitions(spec: DatasetSpec, parts: list[_Part], session: Session,
                       checked_at: str) -> tuple[list[Failure], set[int]]:
-    """Layers 1-3 for every part the ledger does not vouch for, in batches of whole partitions."""
+    """Layers 1-3 for every part the ledger does not vouch for: partitions of up to PIECE_ROWS rows
+    in batches of whole partitions, a bigger one on its own, in pieces (_check_in_pieces)."""
     exps = raw_events(spec)
+    row_level, unique_columns = _split_for_pieces(raw_events(spec))  # GX binds an expectation to one suite
     suite_fp = fingerprint(exps, ledger=LEDGER_VERSION, schema=_schema_checked(spec))
-    suite: Suite | None = None
+    suites: dict[str, Suite] = {}
     failures: list[Failure] = []
     failed_batches: set[int] = set()
     batch: list[tuple[_Part, pd.DataFrame]] = []
     n_batches = 0
 
+    def suite(name: str, expectations: list) -> Suite:
+        if name not in suites:
+            suites[name] = session.suite(name, expectations, file_column=FILE)
+        return suites[name]
+
     def flush() -> None:
-        nonlocal suite, batch, n_batches
+        nonlocal batch, n_batches
         if not batch:
             return
-        suite = suite or session.suite("raw_events", exps, file_column=FILE)
         frame = batch[0][1] if len(batch) == 1 else pd.concat([f for _, f in batch], ignore_index=True)
-        found = [_explain(f) for f in suite.run(frame)]
+        found = [_explain(f) for f in suite("raw_events", exps).run(frame)]
         if any(f.file is None for f in found):  # an expectation raised: no file of the batch is vouched for
             failed_batches.add(n_batches)
         failures.extend(found)
@@ -161,18 +179,31 @@ def _check_partitions(spec: DatasetSpec, parts: list[_Part], session: Session,
                 and sha256_file(part.path) == entry["sha256"]):
             part.sha256, part.entry = entry["sha256"], entry
             continue
-        data = part.path.read_bytes()  # hashed and checked from the same bytes
-        part.sha256 = hashlib.sha256(data).hexdigest()
-        problems = schema_failures(part.path, spec, data)
-        if problems:
-            failures += problems
-            part.read_failed = True
-            continue
-        rows = pq.ParquetFile(io.BytesIO(data)).metadata.num_rows
-        if batch and sum(len(f) for _, f in batch) + rows > BATCH_ROWS:
-            flush()
-        frame, problems = _read_checked(part.path, spec, part.day, data)
-        del data
+        # Hashed and checked through one open file, streamed: the recorded hash is that of the bytes
+        # checked even when the partition is replaced meanwhile (a rename gives it a new inode), and
+        # no copy of the file is held.
+        with open(part.path, "rb") as source:
+            part.sha256 = hashlib.file_digest(source, "sha256").hexdigest()
+            problems = schema_failures(part.path, spec, source)
+            if problems:
+                failures += problems
+                part.read_failed = True
+                continue
+            parquet = pq.ParquetFile(source)
+            rows = parquet.metadata.num_rows
+            if rows > PIECE_ROWS:
+                flush()  # the batch's frames are dropped before the pieces are read
+                found, stats = _check_in_pieces(part, parquet, spec, suite(PIECES_SUITE, row_level), unique_columns)
+                part.batch, n_batches = n_batches, n_batches + 1
+                if any(f.file is None for f in found):
+                    failed_batches.add(part.batch)
+                failures += found
+                part.entry = {"sha256": part.sha256, "suite": suite_fp, "result": PASS, "checked_at": checked_at,
+                              **stats}
+                continue
+            if batch and sum(len(f) for _, f in batch) + rows > BATCH_ROWS:
+                flush()
+            frame, problems = _read_checked(part.path, spec, part.day, source)
         if frame is None:
             failures += problems
             part.read_failed = True
@@ -183,6 +214,67 @@ def _check_partitions(spec: DatasetSpec, parts: list[_Part], session: Session,
         batch.append((part, frame))
     flush()
     return failures, failed_batches
+
+
+def _split_for_pieces(exps: list) -> tuple[list, list[str]]:
+    """raw_events for a partition read in pieces: the expectations that judge each row alone (run
+    on every piece; their counts add up) and the columns that must hold unique values over the whole
+    partition (checked by _repeated_values). Any other expectation, or one allowed to fail on a share
+    of the rows (`mostly`), would be judged wrongly on a piece: it is refused, on every run, until
+    this function knows an exact way to check it over pieces."""
+    row_level, unique_columns = [], []
+    for e in exps:
+        if e.expectation_type in ROW_LEVEL and getattr(e, "mostly", 1) == 1:
+            row_level.append(e)
+        elif e.expectation_type == UNIQUE and e.mostly == 1:
+            unique_columns.append(e.column)
+        else:
+            raise ValueError(f"raw_events expectation {e.expectation_type} ({e.configuration.kwargs}) has no exact "
+                             f"check over pieces of a partition bigger than PIECE_ROWS rows: add one to "
+                             f"components/validate.py _split_for_pieces")
+    return row_level, unique_columns
+
+
+def _check_in_pieces(part: _Part, parquet: pq.ParquetFile, spec: DatasetSpec, suite: Suite,
+                     unique_columns: list[str]) -> tuple[list[Failure], dict]:
+    """One partition bigger than PIECE_ROWS, read PIECE_ROWS rows at a time: the row-level suite on
+    each piece, the ledger stats summed over them, then the uniqueness checks over whole columns."""
+    found: list[Failure] = []
+    stats: dict | None = None
+    for piece in parquet.iter_batches(batch_size=PIECE_ROWS, columns=list(spec.event_columns)):
+        frame = _with_helper_columns(piece.to_pandas(), part.path, part.day)
+        del piece
+        found += [_explain(f) for f in suite.run(frame)]
+        stats = _sum_stats(stats, _stats(frame, spec))
+        del frame  # before the next piece is read
+    found = _summed_per_file(found)
+    for column in unique_columns:
+        found += _repeated_values(parquet, column, part.path)
+    return found, stats
+
+
+def _summed_per_file(found: list[Failure]) -> list[Failure]:
+    """One failure per expectation, column and file, as one GX run over the whole partition gives:
+    its count summed over the pieces (None when an expectation raised in any), the first piece's
+    examples kept."""
+    merged: dict[tuple, Failure] = {}
+    for f in found:
+        key = (f.expectation, f.column, f.file)
+        seen = merged.get(key)
+        merged[key] = f if seen is None else replace(
+            seen, count=None if seen.count is None or f.count is None else seen.count + f.count)
+    return list(merged.values())
+
+
+def _repeated_values(parquet: pq.ParquetFile, column: str, path: Path) -> list[Failure]:
+    """ExpectColumnValuesToBeUnique over a whole partition, exactly as GX judges it (every row of a
+    value that occurs more than once, nulls left out), from that one column: for row ids, 8 bytes a
+    row where the partition's events would take a few hundred."""
+    values = parquet.read(columns=[column]).to_pandas()[column].dropna()
+    repeated = values[values.duplicated(keep=False)]
+    if repeated.empty:
+        return []
+    return [Failure(UNIQUE, column, str(path), len(repeated), f"e.g. {repeated.iloc[:5].tolist()}")]
 
 
 def _vouches(entry, suite_fp: str) -> bool:
@@ -204,6 +296,17 @@ def _stats(frame: pd.DataFrame, spec: DatasetSpec) -> dict:
     return {"rows": len(frame),
             "positives": {t: int(pd.to_numeric(frame[t], errors="coerce").sum()) for t in spec.binary_tasks},
             "row_id": None if pd.isna(lo) or pd.isna(hi) else [int(lo), int(hi)]}
+
+
+def _sum_stats(total: dict | None, piece: dict) -> dict:
+    """_stats of a partition from those of its pieces: what _stats of the whole frame gives (rows and
+    positives are sums of integers, the row-id range spans the pieces' ranges)."""
+    if total is None:
+        return piece
+    spans = [s for s in (total["row_id"], piece["row_id"]) if s]
+    return {"rows": total["rows"] + piece["rows"],
+            "positives": {t: n + piece["positives"][t] for t, n in total["positives"].items()},
+            "row_id": [min(lo for lo, _ in spans), max(hi for _, hi in spans)] if spans else None}
 
 
 def read_ledger(folder: Path) -> dict[str, dict]:
@@ -291,15 +394,16 @@ def check_files(spec: DatasetSpec, layout: Layout, files: list[Path]) -> None:
         raise DataValidationError("events", failures, quarantined=quarantine_failures(layout, failures))
 
 
-def schema_failures(path: Path, spec: DatasetSpec, data: bytes | None = None) -> list[Failure]:
+def schema_failures(path: Path, spec: DatasetSpec, source: BinaryIO | None = None) -> list[Failure]:
     """An event partition opens as parquet and holds exactly the spec's columns, usable dtypes.
-    Schema failures count every row of the file (all of them are unusable). data: the file's
-    bytes, when the caller holds them."""
+    Schema failures count every row of the file (all of them are unusable). source: the file,
+    when the caller holds it open."""
     try:
-        meta = pq.ParquetFile(path if data is None else io.BytesIO(data)).metadata
+        meta = pq.ParquetFile(path if source is None else source).metadata
         schema, rows = meta.schema.to_arrow_schema(), meta.num_rows
     except Exception as exc:  # pyarrow raises several types for a broken file
-        size = len(data) if data is not None else path.stat().st_size if path.is_file() else 0
+        size = (os.fstat(source.fileno()).st_size if source is not None
+                else path.stat().st_size if path.is_file() else 0)
         return [Failure("readable_parquet", None, str(path), None, f"cannot read ({size} bytes): {exc}")]
     problems = []
     names = set(schema.names)
@@ -323,15 +427,21 @@ def schema_failures(path: Path, spec: DatasetSpec, data: bytes | None = None) ->
 
 
 def _read_checked(path: Path, spec: DatasetSpec, day: str,
-                  data: bytes | None = None) -> tuple[pd.DataFrame | None, list[Failure]]:
-    """A partition whose schema passed, as a frame with the suite's helper columns (None: no rows)."""
-    df = pd.read_parquet(path if data is None else io.BytesIO(data), columns=list(spec.event_columns))
+                  source: BinaryIO | None = None) -> tuple[pd.DataFrame | None, list[Failure]]:
+    """A partition whose schema passed, as a frame with the suite's helper columns (None: no rows).
+    source: the file, when the caller holds it open."""
+    df = pd.read_parquet(path if source is None else source, columns=list(spec.event_columns))
     if df.empty:
         return None, [Failure("non_empty_partition", None, str(path), 0, "partition holds no rows")]
+    return _with_helper_columns(df, path, day), []
+
+
+def _with_helper_columns(df: pd.DataFrame, path: Path, day: str) -> pd.DataFrame:
+    """The columns raw_events compares (the partition's day, each event's UTC day) and the file."""
     df[PARTITION_DAY] = day
     df[EVENT_DAY] = df[TIMESTAMP].dt.tz_convert("UTC").dt.strftime("%Y-%m-%d")
     df[FILE] = str(path)
-    return df, []
+    return df
 
 
 def _explain(f: Failure) -> Failure:
