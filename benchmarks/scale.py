@@ -281,7 +281,7 @@ def render(records: list[dict], records_path: Path, png: Path, doc_dir: Path) ->
     dates = sorted({r["date"] for r in records})
     machines = sorted({r["machine"] for r in records})
     threads = sorted({str(r.get("omp_num_threads")) for r in records})
-    commits = sorted({r["commit"] for r in records if r.get("commit")})
+    commits = sorted({r["commit"] for steps in by_size.values() for r in steps.values() if r.get("commit")})
     over = records[0]["overrides"]
     out = [title, "",
            f"`{command_line(records)}` — {dates[0] if len(dates) == 1 else dates[0] + ' to ' + dates[-1]} — "

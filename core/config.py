@@ -67,7 +67,7 @@ class TrainParams:
     oov_buckets: int = 0
     # A split of more rows than this streams (engine.stream): read a window of this many rows at a
     # time, shuffled within the window; a smaller split is held whole and shuffled whole.
-    shuffle_window_rows: int = 1_000_000
+    shuffle_window_rows: int = 500_000
     # Save the resumable state every this many steps inside an epoch too (0: at epoch ends only).
     checkpoint_every_steps: int = 0
 
