@@ -39,35 +39,27 @@ def same_weights(a: Path, b: Path) -> bool:
 KILL_SETS = ["run.model_name=kill9", "train.max_epochs=2", "train.patience=9", "train.batch_size=16"]
 
 
-@pytest.mark.case("fault", "kill -9 of training mid-epoch, then rerun",
-                  "SIGKILL to `python -m mtrec train` during epoch 2 of 2",
-                  "the rerun resumes from train_state.pt (epoch 1) and ends with weights bitwise identical to an "
-                  "uninterrupted run; no model.pt before that")
-def test_kill_9_mid_epoch_then_rerun_resumes_to_the_same_weights(ws, case):
-    """`python -m mtrec train` is SIGKILLed while in epoch 2 of 2 (train_state.pt holds epoch
-    1); the same command run again resumes after epoch 1 and ends with weights bitwise identical
-    to an uninterrupted run of the same recipe. An epoch takes about a second at batch 16."""
-    from components import train
-    from mtrec.run_conf import parse_set
-    from core.config import load_params
-    from core.layout import RunFiles
-    from core.spec import load_spec
-
-    c = case()
-    run_dir = ws.run_dir(D0, "kill9")
-    shutil.copytree(ws.run_dir(D0) / "dataset", run_dir / "dataset")
+def _train_cmd(sets: list[str]) -> list[str]:
     cmd = [sys.executable, "-m", "mtrec", "train", "--dataset", "ml100k", "--date", D0]
-    for item in KILL_SETS:
+    for item in sets:
         cmd += ["--set", item]
-    log = open(ws.scenario.logs / "kill9.log", "w")
-    proc = subprocess.Popen(cmd, cwd=REPO, env=child_env(ws.home), stdout=log, stderr=subprocess.PIPE, text=True)
-    state = run_dir / train.STATE_FILE
+    return cmd
+
+
+def _kill_train(ws, name: str, sets: list[str], marker: str, pause: float = 0.0) -> Path:
+    """`python -m mtrec train` on a copy of D0's dataset in run dir `name`, SIGKILLed `pause`
+    seconds after its log shows `marker`; returns the run dir (no model.pt in it)."""
+    run_dir = ws.run_dir(D0, name)
+    shutil.copytree(ws.run_dir(D0) / "dataset", run_dir / "dataset")
+    log = open(ws.scenario.logs / f"{name}.log", "w")
+    proc = subprocess.Popen(_train_cmd(sets), cwd=REPO, env=child_env(ws.home), stdout=log, stderr=subprocess.PIPE,
+                            text=True)
     try:
         for line in proc.stderr:
             log.write(line)
-            if "epoch 1/2" in line:  # logged after epoch 1's state is saved: epoch 2 has begun
+            if marker in line:
                 break
-        time.sleep(0.1)
+        time.sleep(pause)
         assert proc.poll() is None, "training ended before it could be killed"
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
@@ -78,24 +70,59 @@ def test_kill_9_mid_epoch_then_rerun_resumes_to_the_same_weights(ws, case):
         log.close()
     assert proc.returncode == -signal.SIGKILL
     assert not (run_dir / "model.pt").exists()
-    assert torch.load(state, map_location="cpu", weights_only=True)["epoch"] == 1, "not killed within epoch 2"
+    return run_dir
 
-    rerun = subprocess.run(cmd, cwd=REPO, env=child_env(ws.home), capture_output=True, text=True, timeout=300)
-    (ws.scenario.logs / "kill9-rerun.log").write_text(rerun.stderr)
+
+def _rerun_train(ws, name: str, sets: list[str]) -> subprocess.CompletedProcess:
+    rerun = subprocess.run(_train_cmd(sets), cwd=REPO, env=child_env(ws.home), capture_output=True, text=True,
+                           timeout=300)
+    (ws.scenario.logs / f"{name}-rerun.log").write_text(rerun.stderr)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    result = json.loads(rerun.stdout[: rerun.stdout.rindex("}") + 1])
-    assert (result["resumed_from_epoch"], result["epochs_run"]) == (1, 2)
-    assert "resuming from" in rerun.stderr and not state.exists()
+    return rerun
 
-    whole = RunFiles(ws.run_dir(D0, "kill9-whole"))
+
+def _train_uninterrupted(ws, name: str, sets: list[str], run_dir: Path):
+    """The same recipe trained in one go in run dir `<name>-whole`, in this process; its RunFiles."""
+    from components import train
+    from mtrec.run_conf import parse_set
+    from core.config import load_params
+    from core.layout import RunFiles
+    from core.spec import load_spec
+
+    whole = RunFiles(ws.run_dir(D0, f"{name}-whole"))
     shutil.copytree(run_dir / "dataset", whole.dataset_dir)
-    params = load_params(overrides={"dataset": "ml100k", "date": D0, **parse_set(KILL_SETS)})
+    params = load_params(overrides={"dataset": "ml100k", "date": D0, **parse_set(sets)})
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the subprocesses (OMP_NUM_THREADS=1): bitwise equality needs the same reductions
     try:
         train.run(RunContext.of(params, load_spec("ml100k"), whole))
     finally:
         torch.set_num_threads(threads)
+    return whole
+
+
+@pytest.mark.case("fault", "kill -9 of training mid-epoch, then rerun",
+                  "SIGKILL to `python -m mtrec train` during epoch 2 of 2",
+                  "the rerun resumes from train_state.pt (epoch 1) and ends with weights bitwise identical to an "
+                  "uninterrupted run; no model.pt before that")
+def test_kill_9_mid_epoch_then_rerun_resumes_to_the_same_weights(ws, case):
+    """`python -m mtrec train` is SIGKILLed while in epoch 2 of 2 (train_state.pt holds epoch
+    1); the same command run again resumes after epoch 1 and ends with weights bitwise identical
+    to an uninterrupted run of the same recipe. An epoch takes about a second at batch 16."""
+    from components import train
+
+    c = case()
+    # "epoch 1/2" is logged after epoch 1's state is saved: epoch 2 has begun
+    run_dir = _kill_train(ws, "kill9", KILL_SETS, "epoch 1/2", pause=0.1)
+    state = run_dir / train.STATE_FILE
+    assert torch.load(state, map_location="cpu", weights_only=True)["epoch"] == 1, "not killed within epoch 2"
+
+    rerun = _rerun_train(ws, "kill9", KILL_SETS)
+    result = json.loads(rerun.stdout[: rerun.stdout.rindex("}") + 1])
+    assert (result["resumed_from_epoch"], result["epochs_run"]) == (1, 2)
+    assert "resuming from" in rerun.stderr and not state.exists()
+
+    whole = _train_uninterrupted(ws, "kill9", KILL_SETS, run_dir)
     assert same_weights(run_dir / "model.pt", whole.checkpoint), "resumed weights differ from an uninterrupted run"
     cut_log, whole_log = (json.loads(p.read_text()) for p in (run_dir / "train_log.json", whole.train_log))
     assert [e["valid_loss"] for e in cut_log["epochs"]] == [e["valid_loss"] for e in whole_log["epochs"]]
@@ -119,52 +146,16 @@ def test_kill_9_of_streamed_training_resumes_at_the_last_step_saved(ws, case):
     resumes at that step (the epoch's order is a function of seed and epoch, the running loss
     and generators are in the state) and ends with the weights of an uninterrupted run."""
     from components import train
-    from mtrec.run_conf import parse_set
-    from core.config import load_params
-    from core.layout import RunFiles
-    from core.spec import load_spec
 
     c = case()
-    run_dir = ws.run_dir(D0, "kill9stream")
-    shutil.copytree(ws.run_dir(D0) / "dataset", run_dir / "dataset")
-    cmd = [sys.executable, "-m", "mtrec", "train", "--dataset", "ml100k", "--date", D0]
-    for item in STREAM_SETS:
-        cmd += ["--set", item]
-    log = open(ws.scenario.logs / "kill9stream.log", "w")
-    proc = subprocess.Popen(cmd, cwd=REPO, env=child_env(ws.home), stdout=log, stderr=subprocess.PIPE, text=True)
-    state = run_dir / train.STATE_FILE
-    try:
-        for line in proc.stderr:
-            log.write(line)
-            if "saved train_state.pt at epoch 2 step" in line:
-                break
-        assert proc.poll() is None, "training ended before it could be killed"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        log.write(proc.stderr.read() if proc.stderr else "")
-        log.close()
-    assert proc.returncode == -signal.SIGKILL
-    assert not (run_dir / "model.pt").exists()
-    saved = torch.load(state, map_location="cpu", weights_only=True)
+    run_dir = _kill_train(ws, "kill9stream", STREAM_SETS, "saved train_state.pt at epoch 2 step")
+    saved = torch.load(run_dir / train.STATE_FILE, map_location="cpu", weights_only=True)
     assert saved["epoch"] == 1 and saved["step"] >= 40, "not killed inside epoch 2"
 
-    rerun = subprocess.run(cmd, cwd=REPO, env=child_env(ws.home), capture_output=True, text=True, timeout=300)
-    (ws.scenario.logs / "kill9stream-rerun.log").write_text(rerun.stderr)
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert f"and step {saved['step']} of epoch 2" in rerun.stderr and not state.exists()
+    rerun = _rerun_train(ws, "kill9stream", STREAM_SETS)
+    assert f"and step {saved['step']} of epoch 2" in rerun.stderr and not (run_dir / train.STATE_FILE).exists()
 
-    whole = RunFiles(ws.run_dir(D0, "kill9stream-whole"))
-    shutil.copytree(run_dir / "dataset", whole.dataset_dir)
-    params = load_params(overrides={"dataset": "ml100k", "date": D0, **parse_set(STREAM_SETS)})
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the subprocesses (OMP_NUM_THREADS=1): bitwise equality needs the same reductions
-    try:
-        train.run(RunContext.of(params, load_spec("ml100k"), whole))
-    finally:
-        torch.set_num_threads(threads)
+    whole = _train_uninterrupted(ws, "kill9stream", STREAM_SETS, run_dir)
     assert same_weights(run_dir / "model.pt", whole.checkpoint), "resumed weights differ from an uninterrupted run"
     c.error = f"none: SIGKILL, exit -9; rerun resumed at epoch 2 step {saved['step']}"
     c.stopped = f"killed in epoch 2 after step {saved['step']}; rerun resumed there"

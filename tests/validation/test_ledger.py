@@ -9,7 +9,6 @@ import pytest
 from components import ingest, validate
 from core.registry import sha256_file
 from core.spec import ROW_ID
-from validation import context as gx_context
 from validation.context import DataValidationError
 
 DAY, BEFORE = "1998-03-01", "1998-02-28"
@@ -23,21 +22,6 @@ def _rewrite(path, mutate):
     path.unlink()
     df.to_parquet(path, index=False)
     return sha256_file(path)
-
-
-@pytest.fixture
-def gx_runs(monkeypatch):
-    """Every GX checkpoint run: (suite, files in the frame (when it names them), rows)."""
-    runs = []
-    original = gx_context.Suite.run
-
-    def spy(self, df, file=None):
-        files = tuple(sorted(df[validate.FILE].unique())) if validate.FILE in df.columns else (file,)
-        runs.append((self.name, files, len(df)))
-        return original(self, df, file=file)
-
-    monkeypatch.setattr(gx_context.Suite, "run", spy)
-    return runs
 
 
 def _named(runs, suite):

@@ -15,7 +15,6 @@ from components import ingest, validate
 from components.sources import synthetic
 from core.context import RunContext
 from core.spec import ROW_ID
-from validation import context as gx_context
 from validation.context import DataValidationError
 
 ROWS_PER_DAY, DAYS, RUN_DATE = 300, 6, "2024-01-06"  # 6 landed days of 300 rows: 2024-01-01 .. 06
@@ -53,21 +52,6 @@ def make_lake(tmp_path, synthetic_source, monkeypatch):
     return make
 
 
-@pytest.fixture
-def gx_frames(monkeypatch):
-    """Every GX checkpoint run: (suite, files its frame names, rows)."""
-    runs = []
-    original = gx_context.Suite.run
-
-    def spy(self, df, file=None):
-        files = tuple(sorted(df[validate.FILE].unique())) if validate.FILE in df.columns else (file,)
-        runs.append((self.name, files, len(df)))
-        return original(self, df, file=file)
-
-    monkeypatch.setattr(gx_context.Suite, "run", spy)
-    return runs
-
-
 def _part(ctx, day):
     return ctx.layout.day_dir(day) / ingest.PART
 
@@ -100,13 +84,13 @@ def _records(ctx, days):
 
 
 def test_a_clean_window_in_pieces_gives_the_records_and_result_of_whole_partitions(make_lake, monkeypatch,
-                                                                                  gx_frames):
+                                                                                  gx_runs):
     in_pieces, whole = make_lake("in_pieces"), make_lake("whole")
     for ctx in (in_pieces, whole):  # one small day among big ones: batched whole, beside the pieces
         _rewrite(_part(ctx, "2024-01-02"), lambda d: d.head(PIECE - 20))
 
     got = _validate(in_pieces, monkeypatch, PIECE)
-    runs = list(gx_frames)
+    runs = list(gx_runs)
     expected = _validate(whole, monkeypatch, validate.BATCH_ROWS)
 
     assert got.days == expected.days and len(got.days) == DAYS and got.checked == got.days
@@ -158,7 +142,7 @@ def test_a_row_id_repeated_across_pieces_of_one_partition_is_caught(make_lake, m
     assert (in_pieces.layout.quarantine_dir / f"dt={BAD_DAY}").is_dir()
 
 
-def test_no_more_than_a_piece_of_a_partition_is_read_at_once(make_lake, monkeypatch, gx_frames):
+def test_no_more_than_a_piece_of_a_partition_is_read_at_once(make_lake, monkeypatch, gx_runs):
     ctx = make_lake("in_pieces")
     read_whole, whole_columns = [], []  # partitions read whole; columns read over a whole file
     read_checked, read_columns = validate._read_checked, pq.ParquetFile.read
@@ -168,7 +152,7 @@ def test_no_more_than_a_piece_of_a_partition_is_read_at_once(make_lake, monkeypa
         whole_columns.append(columns) or read_columns(self, columns, **k)))
     result = _validate(ctx, monkeypatch, PIECE)
 
-    checks = [r for r in gx_frames if r[0] in ("raw_events", validate.PIECES_SUITE)]
+    checks = [r for r in gx_runs if r[0] in ("raw_events", validate.PIECES_SUITE)]
     assert checks and all(rows <= PIECE for _, _, rows in checks)
     for day in result.days:  # every row checked once, no partition read whole
         assert sum(rows for _, (f,), rows in checks if f == str(_part(ctx, day))) == ROWS_PER_DAY
