@@ -29,13 +29,11 @@ from core.encoders import Encoders, VocabRules
 from core.layout import RunFiles
 from core import splits
 from core.spec import DatasetSpec
-from core.splits import split_files
 from engine.checkpoint import fingerprint
 from engine.data import Tensors
-from engine.loop import EVAL_BATCH
-from engine.stream import InMemory, Streaming, encoder_for
 from engine.distributed import barrier, process_group, train_device
-from engine.loop import fit_outcome
+from engine.loop import EVAL_BATCH, fit_outcome
+from engine.stream import InMemory, Streaming, encoder_for
 from models.build import build_model, save_model_config
 from models.transfer import resolve_hparams
 
@@ -60,7 +58,7 @@ class TrainResult:
 def read_split(run_files: RunFiles, name: str, spec: DatasetSpec, allow_nan_labels: bool = False) -> pd.DataFrame:
     """Read one split, failing with the directory named when it is missing, empty or mislabelled."""
     path = Path(run_files.split(name))
-    if not split_files(path):
+    if not splits.split_files(path):
         raise FileNotFoundError(f"{name} split not found: no day partitions under {path} (run make_dataset first)")
     df = splits.read_split(path)
     if len(df) == 0:
@@ -85,7 +83,7 @@ def load_sources(run_files: RunFiles, spec: DatasetSpec, tp, device: torch.devic
     rules = VocabRules.from_train(tp)
     paths = {name: Path(run_files.split(name)) for name in ("train", "valid")}
     for name, path in paths.items():
-        if not split_files(path):
+        if not splits.split_files(path):
             raise FileNotFoundError(f"{name} split not found: no day partitions under {path} (run make_dataset first)")
     rows = {name: splits.split_rows(path) for name, path in paths.items()}
     for name, n in rows.items():
@@ -97,7 +95,7 @@ def load_sources(run_files: RunFiles, spec: DatasetSpec, tp, device: torch.devic
         train = InMemory(Tensors.encode(enc, train_df, device), tp.batch_size, group)
         del train_df
     else:
-        enc = Encoders.fit_files(split_files(paths["train"]), spec, rules)
+        enc = Encoders.fit_files(splits.split_files(paths["train"]), spec, rules)
         train = Streaming(paths["train"], checked_encoder(enc, spec, paths["train"]), stream_columns(spec),
                           tp.batch_size, tp.shuffle_window_rows, tp.seed, group, device)
     if rows["valid"] <= tp.shuffle_window_rows:

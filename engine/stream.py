@@ -125,7 +125,9 @@ class Streaming:
 
     def steps(self, epoch: int) -> list[int]:
         """Global batch rows of every step of the epoch (the same list on every rank)."""
-        _, shares = self._order(epoch)
+        return self._steps(self._order(epoch)[1])
+
+    def _steps(self, shares: list[list[RowGroup]]) -> list[int]:
         per_rank = []
         for r, share in enumerate(shares):
             rows, bs = sum(g.rows for g in share), local_batch(self.batch_size, Group(r, self.group.size))
@@ -163,7 +165,7 @@ class Streaming:
         without training: same reads, same draws). `generator` is unused: the order is a function
         of (seed, epoch), so a resumed run needs no saved generator state."""
         gen, shares = self._order(epoch)
-        totals = self.steps(epoch)
+        totals = self._steps(shares)
         bs = local_batch(self.batch_size, self.group)
         step, carry = 0, None
         for window in self._windows(shares[self.group.rank]):
