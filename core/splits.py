@@ -11,6 +11,7 @@ in the same row order (a retrain from a versioned dataset is bitwise).
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -78,13 +79,9 @@ def iter_batches(split_dir: Path, columns: list[str] | None = None,
 
     Row groups are read one at a time so that a read error can name the row group it hit."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     for path in split_files(split_dir):
-        try:
-            parquet = pq.ParquetFile(path)
-        except (pa.ArrowException, OSError) as err:
-            raise SplitReadError(f"{path}: cannot read the parquet footer: {err}") from err
+        parquet = open_parquet(path)
         for group in range(parquet.num_row_groups):
             batches = parquet.iter_batches(batch_size=batch_rows, row_groups=[group], columns=columns)
             while True:
@@ -99,6 +96,48 @@ def iter_batches(split_dir: Path, columns: list[str] | None = None,
                 if frame is None:
                     break
                 yield _utc_timestamps(frame)
+
+
+def open_parquet(path: Path):
+    """pyarrow's ParquetFile of one split file; SplitReadError naming the file when its footer
+    cannot be read."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as err:
+        raise SplitReadError(f"{path}: cannot read the parquet footer: {err}") from err
+
+
+@dataclass(frozen=True)
+class RowGroup:
+    """One row group of a split file: the unit a streaming trainer permutes and reads."""
+
+    path: Path
+    index: int
+    rows: int
+
+
+def row_groups(split_dir: Path) -> list[RowGroup]:
+    """Every non-empty row group of the split, in the split's order (footers only)."""
+    out = []
+    for path in split_files(split_dir):
+        meta = open_parquet(path).metadata
+        out += [RowGroup(path, i, meta.row_group(i).num_rows) for i in range(meta.num_row_groups)
+                if meta.row_group(i).num_rows]
+    return out
+
+
+def read_group(group: RowGroup, columns: list[str] | None = None) -> pd.DataFrame:
+    """One row group as a frame; never skipped: SplitReadError names the file and the group."""
+    try:
+        return open_parquet(group.path).read_row_group(group.index, columns=columns).to_pandas()
+    except SplitReadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever a torn page raises, the step fails naming where
+        raise SplitReadError(f"{group.path}: row group {group.index} ({group.rows} rows) cannot be read "
+                             f"({type(exc).__name__}: {exc})") from exc
 
 
 def split_rows(split_dir: Path) -> int:

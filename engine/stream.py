@@ -24,40 +24,11 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import pandas as pd
-import pyarrow.parquet as pq
 import torch
 
-from core.splits import SplitReadError, split_files
+from core.splits import RowGroup, read_group, row_groups
 from engine.data import Tensors, epoch_batches, shard
 from engine.distributed import Group
-
-
-@dataclass(frozen=True)
-class RowGroup:
-    path: Path
-    index: int
-    rows: int
-
-
-def row_groups(split_dir: Path) -> list[RowGroup]:
-    """Every row group of the split, in the split's order (footers only)."""
-    out = []
-    for path in split_files(split_dir):
-        try:
-            meta = pq.ParquetFile(path).metadata
-        except Exception as exc:  # noqa: BLE001 - any footer error names the file
-            raise SplitReadError(f"{path}: cannot read the parquet footer ({type(exc).__name__}: {exc})") from exc
-        out += [RowGroup(path, i, meta.row_group(i).num_rows) for i in range(meta.num_row_groups)
-                if meta.row_group(i).num_rows]
-    return out
-
-
-def read_group(group: RowGroup, columns: list[str] | None = None) -> pd.DataFrame:
-    try:
-        return pq.ParquetFile(group.path).read_row_group(group.index, columns=columns).to_pandas()
-    except Exception as exc:  # noqa: BLE001 - never skipped: the step fails naming where
-        raise SplitReadError(f"{group.path}: row group {group.index} ({group.rows} rows) cannot be read "
-                             f"({type(exc).__name__}: {exc})") from exc
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
